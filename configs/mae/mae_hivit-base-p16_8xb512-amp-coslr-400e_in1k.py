@@ -1,0 +1,51 @@
+# HiViT-B MAE pre-training on ImageNet-1k with the official recipe (papers.md §1.5):
+# effective batch 4096 (8 GPUs x 512, or 8 x 256 with accumulative_counts=2),
+# lr = 1e-4 * 4096 / 256 = 1.6e-3, AdamW (0.9, 0.95), wd 0.05 without decay on
+# norms, biases, position embeddings and the mask token, 40 warmup epochs then cosine
+# per iteration to 0, RandomResizedCrop 224 scale (0.2, 1.0) bicubic + flip.
+#
+#   bash tools/dist_train.sh configs/mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k.py 8
+_base_ = [
+    '../_base_/models/mae_hivit-base-p16.py',
+    'mmpretrain::_base_/datasets/imagenet_bs512_mae.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+
+max_epochs = 400
+warmup_epochs = 40
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(
+        type='AdamW', lr=1.6e-3, betas=(0.9, 0.95), weight_decay=0.05),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys=dict(
+            pos_embed=dict(decay_mult=0.), mask_token=dict(decay_mult=0.))))
+
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-4,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min=0.,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True)
+]
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+randomness = dict(seed=0, diff_rank_seed=True)
+resume = True
+auto_scale_lr = dict(base_batch_size=4096)

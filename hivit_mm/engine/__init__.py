@@ -1,0 +1,5 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Training-engine parts of hivit_mm; importing this module registers them."""
+from .optimizers import HiViTLayerDecayOptimWrapperConstructor
+
+__all__ = ['HiViTLayerDecayOptimWrapperConstructor']

@@ -1,0 +1,359 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Convert HiViT checkpoints of other codebases to the key layout of hivit_mm.
+
+Two sources are supported, both as pure functions on state dicts (the CLIs in
+``tools/model_converters/`` only load, call and save):
+
+* :func:`convert_official_hivit`: the authors' release (zhangxiaosong18/hivit, MIT),
+  classification (``fc_norm``, ``head``) and MAE pre-training (``norm`` and the
+  ``decoder_*`` keys) checkpoints;
+* :func:`convert_mmpretrain_hivit`: mmpretrain's ``HiViT`` backbone, bare or inside a
+  full mmpretrain model (``backbone.``, ``neck.``, ``head.``).
+
+Both sources keep every block of the network in one flat ``blocks`` list; hivit_mm's
+:class:`~hivit_mm.models.HiViT` is staged. For ``depths = (d0, d1, d2)``
+(:func:`flat_block_layout`):
+
+=========================== ============================ ==========================
+flat index                  hivit_mm module              renamed parameters
+=========================== ============================ ==========================
+``0 .. 2*d0-1``             ``stem.0.blocks.{j}``        ``norm2`` -> ``norm``
+``2*d0``                    ``stem.0.downsample``        (same names)
+``2*d0+1 .. 2*d0+2*d1``     ``stem.1.blocks.{j}``        ``norm2`` -> ``norm``
+``2*d0+2*d1+1``             ``stem.1.downsample``        (same names)
+``2*d0+2*d1+2 ..`` (d2)     ``blocks.{k}``               (same names)
+=========================== ============================ ==========================
+
+The other keys of an official checkpoint:
+
+============================== ===========================================
+official                       hivit_mm (full mmpretrain model)
+============================== ===========================================
+``patch_embed.{proj,norm}.*``  ``backbone.patch_embed.{proj,norm}.*``
+``absolute_pos_embed``         ``backbone.pos_embed``
+``fc_norm.*``                  ``neck.norm.*`` (:class:`MeanPoolLayerNorm`)
+``head.*``                     ``head.fc.*`` (mmpretrain ``LinearClsHead``)
+``norm.*`` (MAE)               ``backbone.norm.*`` (:class:`MaskedHiViT`)
+``decoder_embed.*``            ``neck.decoder_embed.*``
+``mask_token``                 ``neck.mask_token``
+``decoder_pos_embed``          ``neck.decoder_pos_embed`` (no class slot)
+``decoder_blocks.{i}.norm1``   ``neck.decoder_blocks.{i}.ln1``
+``decoder_blocks.{i}.attn.*``  ``neck.decoder_blocks.{i}.attn.*``
+``decoder_blocks.{i}.norm2``   ``neck.decoder_blocks.{i}.ln2``
+``decoder_blocks.{i}.mlp.fc1`` ``neck.decoder_blocks.{i}.ffn.layers.0.0``
+``decoder_blocks.{i}.mlp.fc2`` ``neck.decoder_blocks.{i}.ffn.layers.1``
+``decoder_norm.*``             ``neck.ln1.*``
+``decoder_pred.*``             ``neck.decoder_pred.*``
+============================== ===========================================
+
+Relative position indices (``relative_position_index`` at any depth) are derived from
+sizes, so they are dropped. Any other key that does not map, and any flat block the
+depths expect but the checkpoint lacks, raises a ``ValueError`` that names them: the
+result is meant for ``load_state_dict(strict=True)``.
+"""
+from collections import OrderedDict
+from functools import partial
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = [
+    'flat_block_layout', 'rename_flat_block_key', 'convert_official_hivit',
+    'convert_mmpretrain_hivit'
+]
+
+StateDict = Mapping[str, torch.Tensor]
+# Per kind of flat block: (module renames, parameter renames). A module rename maps
+# ``<module>.weight`` and ``<module>.bias``; a parameter rename maps one exact name.
+RenameTable = Tuple[Mapping[str, str], Mapping[str, str]]
+
+_NO_PARAMS: Mapping[str, str] = {}
+_STEM_BLOCK: RenameTable = ({
+    'norm2': 'norm',
+    'mlp.fc1': 'mlp.fc1',
+    'mlp.fc2': 'mlp.fc2'
+}, _NO_PARAMS)
+_PATCH_MERGE: RenameTable = ({'norm': 'norm', 'reduction': 'reduction'}, _NO_PARAMS)
+_ATTENTION_BLOCK: RenameTable = ({
+    name: name
+    for name in ('norm1', 'attn.qkv', 'attn.proj', 'norm2', 'mlp.fc1', 'mlp.fc2')
+}, {
+    'attn.relative_position_bias_table': 'attn.relative_position_bias_table'
+})
+_BLOCK_TABLES: Dict[str, RenameTable] = {
+    'stem': _STEM_BLOCK,
+    'merge': _PATCH_MERGE,
+    'attention': _ATTENTION_BLOCK,
+}
+
+_OFFICIAL_TOP: RenameTable = ({
+    'patch_embed.proj': 'backbone.patch_embed.proj',
+    'patch_embed.norm': 'backbone.patch_embed.norm',
+    'norm': 'backbone.norm',
+    'fc_norm': 'neck.norm',
+    'head': 'head.fc',
+    'decoder_embed': 'neck.decoder_embed',
+    'decoder_norm': 'neck.ln1',
+    'decoder_pred': 'neck.decoder_pred',
+}, {
+    'absolute_pos_embed': 'backbone.pos_embed',
+    'mask_token': 'neck.mask_token',
+    'decoder_pos_embed': 'neck.decoder_pos_embed',
+})
+# timm ``Block`` names of the official decoder -> mmpretrain TransformerEncoderLayer.
+_OFFICIAL_DECODER_BLOCK: RenameTable = ({
+    'norm1': 'ln1',
+    'attn.qkv': 'attn.qkv',
+    'attn.proj': 'attn.proj',
+    'norm2': 'ln2',
+    'mlp.fc1': 'ffn.layers.0.0',
+    'mlp.fc2': 'ffn.layers.1',
+}, _NO_PARAMS)
+
+_MMPRETRAIN_TOP: RenameTable = ({
+    'patch_embed.proj': 'patch_embed.proj',
+    'patch_embed.norm': 'patch_embed.norm',
+}, {
+    'pos_embed': 'pos_embed'
+})
+_MMPRETRAIN_PASSTHROUGH = ('neck.', 'head.')
+
+
+# ----------------------------------------------------------------------------
+# Shared helpers
+# ----------------------------------------------------------------------------
+def _check_depths(depths: Sequence[int]) -> Tuple[int, int, int]:
+    """Return ``depths`` as a tuple of three positive ints, or raise ``ValueError``."""
+    depths = tuple(depths)
+    if len(depths) != 3 or not all(isinstance(d, int) and d > 0 for d in depths):
+        raise ValueError('depths must be three positive ints (stem stage 0, stem stage '
+                         f'1, main stage), got {depths}')
+    return depths
+
+
+def _unwrap(checkpoint: Mapping, wrappers: Sequence[str]) -> StateDict:
+    """The state dict inside a checkpoint (the first of ``wrappers`` that holds a
+    mapping), or ``checkpoint`` itself."""
+    for name in wrappers:
+        inner = checkpoint.get(name)
+        if isinstance(inner, Mapping):
+            return inner
+    return checkpoint
+
+
+def _is_derived(key: str) -> bool:
+    """Whether a key is a buffer derived from sizes (relative position indices)."""
+    return key.rpartition('.')[2] == 'relative_position_index'
+
+
+def _rename(key: str, table: RenameTable) -> Optional[str]:
+    """Rename ``key`` through ``table``; None when it has no entry."""
+    modules, params = table
+    if key in params:
+        return params[key]
+    module, _, param = key.rpartition('.')
+    if param in ('weight', 'bias') and module in modules:
+        return f'{modules[module]}.{param}'
+    return None
+
+
+def _rename_indexed(key: str, container: str, target: str,
+                    table: RenameTable) -> Optional[str]:
+    """Rename ``{container}.{i}.{rest}`` to ``{target}.{i}.{renamed rest}``."""
+    head, index, rest = (key.split('.', 2) + ['', ''])[:3]
+    if head != container or not index.isdigit():
+        return None
+    renamed = _rename(rest, table)
+    return None if renamed is None else f'{target}.{index}.{renamed}'
+
+
+def flat_block_layout(depths: Sequence[int]) -> Tuple[Tuple[str, str], ...]:
+    """Where each module of a flat HiViT ``blocks`` list lives in hivit_mm's HiViT.
+
+    The flat list (official release and mmpretrain alike) holds ``2*d0`` MLP-only stem
+    blocks, a PatchMerge, ``2*d1`` stem blocks, a PatchMerge, then ``d2`` attention
+    blocks.
+
+    Args:
+        depths (Sequence[int]): ``(d0, d1, d2)``, as in the arch (a stem stage of
+            depth ``d`` has ``2*d`` blocks).
+
+    Returns:
+        tuple[tuple[str, str], ...]: For each flat index, its kind (``'stem'``,
+        ``'merge'`` or ``'attention'``) and its hivit_mm module path (e.g.
+        ``'stem.1.downsample'``, ``'blocks.3'``).
+
+    Raises:
+        ValueError: If ``depths`` is not three positive ints.
+    """
+    d0, d1, d2 = _check_depths(depths)
+    layout: List[Tuple[str, str]] = []
+    for stage, depth in enumerate((d0, d1)):
+        layout += [('stem', f'stem.{stage}.blocks.{j}') for j in range(2 * depth)]
+        layout.append(('merge', f'stem.{stage}.downsample'))
+    layout += [('attention', f'blocks.{k}') for k in range(d2)]
+    return tuple(layout)
+
+
+def rename_flat_block_key(key: str,
+                          layout: Sequence[Tuple[str, str]]) -> Optional[str]:
+    """Rename one ``blocks.{N}.*`` key of a flat list to hivit_mm's backbone names.
+
+    Args:
+        key (str): E.g. ``'blocks.0.norm2.weight'``, without any model prefix.
+        layout (Sequence[tuple[str, str]]): From :func:`flat_block_layout`.
+
+    Returns:
+        str | None: E.g. ``'stem.0.blocks.0.norm.weight'``; None when the key does not
+        fit the layout (index out of range, or a name the block kind does not have,
+        such as ``norm1`` on a stem block).
+    """
+    head, index, rest = (key.split('.', 2) + ['', ''])[:3]
+    if head != 'blocks' or not index.isdigit() or int(index) >= len(layout):
+        return None
+    kind, target = layout[int(index)]
+    renamed = _rename(rest, _BLOCK_TABLES[kind])
+    return None if renamed is None else f'{target}.{renamed}'
+
+
+def _convert(state: StateDict, rename: Callable[[str], Optional[str]],
+             depths: Tuple[int, int, int],
+             source: str) -> 'OrderedDict[str, torch.Tensor]':
+    """Rename every key, drop derived ones, and check the result covers the layout.
+
+    Args:
+        state (Mapping[str, torch.Tensor]): Source keys.
+        rename (Callable[[str], str | None]): Source key to target key, None if it
+            does not map.
+        depths (tuple[int, int, int]): Checked against the flat blocks.
+        source (str): Name of the source layout, for messages.
+
+    Returns:
+        OrderedDict[str, torch.Tensor]: Target keys in source order (same tensors).
+
+    Raises:
+        ValueError: Naming every key that does not map and every flat block of the
+            layout that has no key.
+    """
+    layout = flat_block_layout(depths)
+    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    unmapped = []
+    for key, value in state.items():
+        if _is_derived(key):
+            continue
+        new = rename(key)
+        if new is None:
+            unmapped.append(key)
+        else:
+            out[new] = value
+    backbone_keys = [k[len('backbone.'):] for k in out if k.startswith('backbone.')]
+    missing = [f'blocks.{i}' for i, (_, target) in enumerate(layout)
+               if not any(k.startswith(target + '.') for k in backbone_keys)]
+    if unmapped or missing:
+        problems = []
+        if unmapped:
+            problems.append(f'{len(unmapped)} keys do not map: {unmapped}')
+        if missing:
+            problems.append(f'flat blocks expected by the depths but absent: {missing}')
+        raise ValueError(f'not a {source} HiViT checkpoint of depths {depths} '
+                         f'(flat blocks: {len(layout)}); ' + '; '.join(problems))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Official release
+# ----------------------------------------------------------------------------
+def _rename_official(key: str, layout: Sequence[Tuple[str, str]]) -> Optional[str]:
+    """Official key -> key of the full mmpretrain model; None if it does not map."""
+    if key.startswith('blocks.'):
+        new = rename_flat_block_key(key, layout)
+        return None if new is None else f'backbone.{new}'
+    if key.startswith('decoder_blocks.'):
+        return _rename_indexed(key, 'decoder_blocks', 'neck.decoder_blocks',
+                               _OFFICIAL_DECODER_BLOCK)
+    return _rename(key, _OFFICIAL_TOP)
+
+
+def convert_official_hivit(checkpoint: Mapping,
+                           depths: Sequence[int]) -> 'OrderedDict[str, torch.Tensor]':
+    """Convert an official HiViT checkpoint (zhangxiaosong18/hivit) to hivit_mm.
+
+    Classification checkpoints load with ``strict=True`` into an mmpretrain
+    ``ImageClassifier`` with backbone ``hivit_mm.HiViT`` (``use_rel_pos_bias`` as the
+    checkpoint), neck ``hivit_mm.MeanPoolLayerNorm`` and head ``LinearClsHead``; MAE
+    checkpoints into an mmpretrain ``MAE`` with backbone ``hivit_mm.MaskedHiViT``
+    (``fuse_stem_features=True`` for the released ``hifeat`` base model) and neck
+    ``hivit_mm.ClsFreeMAEDecoder``. See the module docstring for the key tables.
+
+    Args:
+        checkpoint (Mapping): The loaded file (a dict with a ``'model'`` entry) or the
+            state dict itself. Not modified.
+        depths (Sequence[int]): ``(d0, d1, d2)`` of the checkpoint's arch, e.g.
+            ``(2, 2, 20)`` for the released HiViT-B.
+
+    Returns:
+        OrderedDict[str, torch.Tensor]: Keys with ``backbone.``, ``neck.`` and
+        ``head.`` prefixes; the tensors are the checkpoint's (not copied).
+
+    Raises:
+        ValueError: If ``depths`` is malformed, or naming the keys that do not map
+            and the flat blocks that are missing (wrong depths, or another layout).
+    """
+    depths = _check_depths(depths)
+    state = _unwrap(checkpoint, ('model', 'state_dict'))
+    rename = partial(_rename_official, layout=flat_block_layout(depths))
+    return _convert(state, rename, depths, 'official')
+
+
+# ----------------------------------------------------------------------------
+# mmpretrain
+# ----------------------------------------------------------------------------
+def _rename_mmpretrain(key: str, layout: Sequence[Tuple[str, str]],
+                       full_model: bool) -> Optional[str]:
+    """mmpretrain key -> hivit_mm key; None if it does not map."""
+    if full_model:
+        if key.startswith(_MMPRETRAIN_PASSTHROUGH):
+            return key
+        if not key.startswith('backbone.'):
+            return None
+        key = key[len('backbone.'):]
+    if key.startswith('blocks.'):
+        new = rename_flat_block_key(key, layout)
+    else:
+        new = _rename(key, _MMPRETRAIN_TOP)
+    return None if new is None else f'backbone.{new}'
+
+
+def convert_mmpretrain_hivit(checkpoint: Mapping,
+                             depths: Sequence[int]) -> 'OrderedDict[str, torch.Tensor]':
+    """Convert weights of mmpretrain's ``HiViT`` backbone to hivit_mm.
+
+    A bare backbone state dict gives ``backbone.*`` keys. In a full mmpretrain model
+    (keys prefixed ``backbone.``), the backbone keys are converted and ``neck.*`` and
+    ``head.*`` keys are kept as they are (an mmpretrain ``LinearClsHead`` is
+    ``head.fc.*`` in both), so an mmpretrain ``ImageClassifier`` checkpoint loads with
+    ``strict=True`` into the same classifier with backbone ``hivit_mm.HiViT``.
+    mmpretrain's persistent ``relative_position_index`` buffers (model-level and one
+    per attention block) are dropped; its layer-scale ``gamma_1``/``gamma_2`` have no
+    counterpart and raise.
+
+    Args:
+        checkpoint (Mapping): The loaded file (a dict with a ``'state_dict'`` entry)
+            or the state dict itself. Not modified.
+        depths (Sequence[int]): ``(d0, d1, d2)`` of the checkpoint's arch (mmpretrain's
+            ``'base'`` is ``(2, 2, 24)``, not the paper's ``(2, 2, 20)``).
+
+    Returns:
+        OrderedDict[str, torch.Tensor]: Keys with the ``backbone.`` prefix (plus the
+        ``neck.``/``head.`` keys of a full model); the tensors are the checkpoint's.
+
+    Raises:
+        ValueError: If ``depths`` is malformed, or naming the keys that do not map
+            and the flat blocks that are missing.
+    """
+    depths = _check_depths(depths)
+    state = _unwrap(checkpoint, ('state_dict', ))
+    full_model = any(k.startswith('backbone.') for k in state)
+    rename = partial(
+        _rename_mmpretrain, layout=flat_block_layout(depths), full_model=full_model)
+    return _convert(state, rename, depths, 'mmpretrain')

@@ -1,0 +1,131 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Work-arounds for known breakages of the pinned stack, in one place.
+
+Each fix says why it is needed and is applied by :func:`apply_compat_fixes`, which
+``hivit_mm`` calls on import. None of them edits an installed package's files.
+
+1. ``torch >= 2.6`` defaults ``torch.load`` to ``weights_only=True``, but checkpoints
+   saved by mmengine 0.10.7 pickle its ``HistoryBuffer`` and NumPy scalars, so
+   ``tools/test.py``, ``--resume``, ``load_from`` and ``init_cfg=Pretrained`` cannot load
+   them (open-mmlab/mmengine#1655; fixed only on mmengine's unreleased main). We
+   re-register mmengine's local-file loader with ``weights_only=False``. Only load
+   checkpoints you trust, as with any pickle.
+2. mmengine 0.10.7 initialises distributed runs with ``torch.cuda.set_device`` and wraps
+   models with ``device_ids=[local_rank]``, both of which fail on a machine without a
+   GPU. :func:`setup_cpu_distributed` starts a ``gloo`` process group from the launcher's
+   environment and points the runner at a CPU-capable wrapper; it is used by
+   ``tools/train.py`` and ``tools/test.py``.
+3. ``SyncBN`` (used by several upstream base configs) needs CUDA; on CPU-only distributed
+   runs :func:`setup_cpu_distributed` rewrites it to ``BN`` and drops ``cfg.sync_bn``
+   (with which the runner would convert ``BN`` layers to ``SyncBatchNorm``). mmengine
+   already does this for non-distributed runs (``revert_sync_batchnorm``).
+"""
+import os
+import subprocess
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+
+__all__ = ['apply_compat_fixes', 'setup_cpu_distributed']
+
+_APPLIED = False
+
+
+def _load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """Load a local checkpoint with ``weights_only=False`` (see fix 1)."""
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def apply_compat_fixes() -> None:
+    """Apply the import-time fixes (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    # The scheme registry keys loaders by prefix; '' is the local-file fallback. mmengine
+    # names its loaders ``load_from_*`` and prints that name, so keep the convention.
+    _load_local_checkpoint.__name__ = 'load_from_local'
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=_load_local_checkpoint, force=True)
+    _APPLIED = True
+
+
+def _launcher_env(launcher: str) -> None:
+    """Fill ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the master address."""
+    if launcher == 'pytorch':  # torchrun sets everything
+        return
+    if launcher == 'slurm':
+        node_list = os.environ['SLURM_NODELIST']
+        os.environ.setdefault(
+            'MASTER_ADDR',
+            subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1'))
+        os.environ.setdefault('MASTER_PORT', '29500')
+        os.environ['RANK'] = os.environ['SLURM_PROCID']
+        os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+        os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    elif launcher == 'mpi':
+        os.environ.setdefault('MASTER_ADDR', '127.0.0.1')
+        os.environ.setdefault('MASTER_PORT', '29500')
+        os.environ['RANK'] = os.environ['OMPI_COMM_WORLD_RANK']
+        os.environ['WORLD_SIZE'] = os.environ['OMPI_COMM_WORLD_SIZE']
+        os.environ['LOCAL_RANK'] = os.environ['OMPI_COMM_WORLD_LOCAL_RANK']
+    else:
+        raise ValueError(f'unknown launcher {launcher!r}')
+
+
+def _revert_sync_bn(cfg: Any) -> int:
+    """Replace ``type='SyncBN'`` by ``'BN'`` everywhere in a config; return the count."""
+    count = 0
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+            count += 1
+        for value in cfg.values():
+            count += _revert_sync_bn(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            count += _revert_sync_bn(value)
+    return count
+
+
+def setup_cpu_distributed(cfg: Any, launcher: str) -> bool:
+    """Prepare a distributed run on a machine without a GPU (see fixes 2 and 3).
+
+    Starts a ``gloo`` process group from the launcher's environment (mmengine's runner
+    then finds it initialised and skips its CUDA-only ``init_dist``), sets the config's
+    backend to ``gloo``, wraps the model without ``device_ids`` and rewrites ``SyncBN``.
+
+    Args:
+        cfg (mmengine.Config): The run's config, edited in place.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+
+    Returns:
+        bool: Whether a CPU process group was started.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    _launcher_env(launcher)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    # ``merge_from_dict`` creates missing levels; ``setdefault`` chains would edit a
+    # copy, since ConfigDict stores a converted copy of a plain-dict default.
+    cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})
+    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
+    wrapper['device_ids'] = None
+    wrapper.setdefault('broadcast_buffers', False)
+    # mmengine reads ``cfg.find_unused_parameters`` only when it builds the default
+    # wrapper itself, i.e. without ``model_wrapper_cfg``; keep honouring it.
+    if cfg.get('find_unused_parameters', False):
+        wrapper.setdefault('find_unused_parameters', True)
+    cfg.model_wrapper_cfg = wrapper
+    if _revert_sync_bn(cfg.get('model')):
+        print('[hivit_mm] CPU-only distributed run: SyncBN replaced by BN.', flush=True)
+    if cfg.get('sync_bn'):  # the runner would convert BN layers to SyncBatchNorm
+        print(f'[hivit_mm] CPU-only distributed run: sync_bn={cfg.sync_bn!r} ignored.',
+              flush=True)
+        cfg.sync_bn = None
+    return True
