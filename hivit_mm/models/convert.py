@@ -218,7 +218,7 @@ def rename_flat_block_key(key: str,
 
 def _convert(state: StateDict, rename: Callable[[str], Optional[str]],
              depths: Tuple[int, int, int],
-             source: str) -> 'OrderedDict[str, torch.Tensor]':
+             source: str) -> OrderedDict[str, torch.Tensor]:
     """Rename every key, drop derived ones, and check the result covers the layout.
 
     Args:
@@ -236,7 +236,7 @@ def _convert(state: StateDict, rename: Callable[[str], Optional[str]],
             layout that has no key.
     """
     layout = flat_block_layout(depths)
-    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     unmapped = []
     for key, value in state.items():
         if _is_derived(key):
@@ -275,7 +275,7 @@ def _rename_official(key: str, layout: Sequence[Tuple[str, str]]) -> Optional[st
 
 
 def convert_official_hivit(checkpoint: Mapping,
-                           depths: Sequence[int]) -> 'OrderedDict[str, torch.Tensor]':
+                           depths: Sequence[int]) -> OrderedDict[str, torch.Tensor]:
     """Convert an official HiViT checkpoint (zhangxiaosong18/hivit) to hivit_mm.
 
     Classification checkpoints load with ``strict=True`` into an mmpretrain
@@ -325,7 +325,7 @@ def _rename_mmpretrain(key: str, layout: Sequence[Tuple[str, str]],
 
 
 def convert_mmpretrain_hivit(checkpoint: Mapping,
-                             depths: Sequence[int]) -> 'OrderedDict[str, torch.Tensor]':
+                             depths: Sequence[int]) -> OrderedDict[str, torch.Tensor]:
     """Convert weights of mmpretrain's ``HiViT`` backbone to hivit_mm.
 
     A bare backbone state dict gives ``backbone.*`` keys. In a full mmpretrain model
