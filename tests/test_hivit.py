@@ -329,6 +329,12 @@ def test_pretrained_init_cfg_loads_every_key(tmp_path):
         assert torch.equal(dst.state_dict()[k], v), k
 
 
+def test_pretrained_without_a_checkpoint_says_what_to_set():
+    model = HiViT(arch=dict(TINY), init_cfg=dict(type='Pretrained', checkpoint=''))
+    with pytest.raises(ValueError, match='model.backbone.init_cfg.checkpoint=PATH'):
+        model.init_weights()
+
+
 def test_pretrained_mismatches_are_named(tmp_path):
     src = tiny(img_size=32)
     state = src.state_dict()

@@ -535,6 +535,10 @@ class HiViT(BaseModule):
                     table, std=.02))
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            if not cfg.get('checkpoint'):
+                raise ValueError('init_cfg type Pretrained has no checkpoint; set '
+                                 'model.backbone.init_cfg.checkpoint=PATH (or '
+                                 'init_cfg=None to train from scratch)')
             state = _load_checkpoint_with_prefix(
                 cfg.get('prefix', ''), cfg['checkpoint'], map_location='cpu'
             ) if cfg.get('prefix') else self._load_whole(cfg['checkpoint'])

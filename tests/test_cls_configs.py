@@ -1,0 +1,288 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""The classification configs under ``configs/hivit/``: recipes, builds, one step (CPU).
+
+Each config is parsed, its model built with a tiny HiViT (same flags, ``arch`` and
+``img_size`` swapped) and run in ``loss`` mode (with the config's Mixup/CutMix) and in
+``predict`` mode; its optimizer wrapper is built (``AmpOptimWrapper`` swapped for
+``OptimWrapper``: it needs a GPU) and checked group by group. The recipe values that
+matter are asserted on the parsed configs, against the official recipes
+(``zhangxiaosong18/hivit``: supervised yaml files, MAE ``main_finetune.py``).
+"""
+import copy
+import math
+from pathlib import Path
+from typing import Dict, Tuple
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / 'configs' / 'hivit'
+TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
+IMG = 32
+
+# file -> (arch, embed dims, drop path)
+SUPERVISED = {
+    'hivit-tiny-p16_8xb128_in1k.py': ('tiny', 384, 0.05),
+    'hivit-small-p16_8xb128_in1k.py': ('small', 384, 0.3),
+    'hivit-base-p16_8xb128_in1k.py': ('base', 512, 0.5),
+}
+FINETUNE = 'benchmarks/hivit-base-p16_8xb128-amp-coslr-100e_in1k.py'
+ALL = sorted([*SUPERVISED, FINETUNE])
+
+
+def load(name: str) -> Config:
+    return Config.fromfile(str(CONFIG_DIR / name))
+
+
+def tiny_model(cfg: Config) -> nn.Module:
+    """The config's model with a tiny HiViT, built as the Runner builds it."""
+    init_default_scope(cfg.default_scope)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model_cfg.backbone.update(arch=dict(TINY), img_size=IMG, init_cfg=None)
+    model_cfg.neck.in_channels = model_cfg.head.in_channels = TINY['embed_dims']
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
+def batch(n: int = 4) -> dict:
+    g = torch.Generator().manual_seed(0)
+    return dict(
+        inputs=[torch.randint(0, 256, (3, IMG, IMG), dtype=torch.uint8, generator=g)
+                for _ in range(n)],
+        data_samples=[DataSample().set_gt_label(i * 7) for i in range(n)])
+
+
+def cpu_optim_wrapper(cfg: Config, model: nn.Module) -> OptimWrapper:
+    ow_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if ow_cfg.get('type') == 'AmpOptimWrapper':
+        ow_cfg.type = 'OptimWrapper'
+        ow_cfg.pop('loss_scale', None)
+    return build_optim_wrapper(model, ow_cfg)
+
+
+def settings(ow: OptimWrapper, model: nn.Module) -> Dict[str, Tuple[float, float]]:
+    """``name -> (lr, weight_decay)`` of every parameter in the optimizer."""
+    names = {p: n for n, p in model.named_parameters()}
+    out = {}
+    for group in ow.optimizer.param_groups:
+        for p in group['params']:
+            out[names[p]] = (group['lr'], group['weight_decay'])
+    return out
+
+
+def no_decay(name: str, param: torch.Tensor) -> bool:
+    return param.ndim <= 1 or name.endswith(('pos_embed', 'relative_position_bias_table'))
+
+
+# -- the folder ------------------------------------------------------------------------
+def test_the_folder_holds_exactly_the_tested_configs():
+    found = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py'))
+    assert found == ALL, 'add a new config to this test, with its recipe'
+
+
+# -- builds and runs -------------------------------------------------------------------
+@pytest.mark.parametrize('name', ALL)
+def test_config_builds_trains_and_predicts(name):
+    cfg = load(name)
+    assert cfg.custom_imports == dict(
+        imports=['hivit_mm.models', 'hivit_mm.engine'], allow_failed_imports=False)
+    model = tiny_model(cfg)
+    assert type(model.backbone).__name__ == 'HiViT'
+    assert model.backbone.use_rel_pos_bias
+
+    augments = model.data_preprocessor.batch_augments.augments
+    assert [type(a).__name__ for a in augments] == ['Mixup', 'CutMix']
+    data = model.data_preprocessor(batch(), True)
+    # the batch augments turned the labels into (mixed) one-hot scores
+    for sample in data['data_samples']:
+        assert sample.gt_score.shape == (1000, )
+        assert torch.allclose(sample.gt_score.sum(), torch.tensor(1.))
+    losses = model(**data, mode='loss')
+    loss = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(loss)
+
+    ow = cpu_optim_wrapper(cfg, model)
+    before = model.head.fc.weight.detach().clone()
+    ow.update_params(loss)
+    assert not torch.equal(before, model.head.fc.weight)
+
+    model.eval()
+    with torch.no_grad():
+        preds = model(**model.data_preprocessor(batch(), False), mode='predict')
+    assert len(preds) == 4
+    for pred in preds:
+        assert pred.pred_score.shape == (1000, )
+        assert torch.allclose(pred.pred_score.sum(), torch.tensor(1.))
+        assert pred.pred_label.item() == pred.pred_score.argmax().item()
+
+
+@pytest.mark.parametrize('name', sorted(SUPERVISED))
+def test_supervised_groups_decay_only_matrices(name):
+    cfg = load(name)
+    model = tiny_model(cfg)
+    got = settings(cpu_optim_wrapper(cfg, model), model)
+    want = {n: (1e-3, 0. if no_decay(n, p) else 0.05)
+            for n, p in model.named_parameters()}
+    assert got == want
+
+
+def test_finetune_groups_have_the_layer_decay_scales():
+    cfg = load(FINETUNE)
+    model = tiny_model(cfg)
+    ow = cpu_optim_wrapper(cfg, model)
+    num_layers = TINY['depths'][2] + 2
+    for group in ow.optimizer.param_groups:
+        i = group['layer_id']
+        assert group['lr'] == 2e-3 * 0.85**(num_layers - 1 - i)
+    got = settings(ow, model)
+    assert set(got) == {n for n, _ in model.named_parameters()}
+    assert got['backbone.patch_embed.proj.weight'] == (2e-3 * 0.85**3, 0.05)
+    assert got['backbone.stem.0.blocks.0.mlp.fc1.weight'] == (2e-3 * 0.85**3, 0.05)
+    assert got['backbone.pos_embed'] == (2e-3 * 0.85**3, 0.)
+    assert got['backbone.blocks.0.attn.qkv.weight'] == (2e-3 * 0.85**2, 0.05)
+    assert got['backbone.blocks.1.attn.relative_position_bias_table'] == (2e-3 * 0.85,
+                                                                           0.)
+    assert got['backbone.blocks.1.norm1.bias'] == (2e-3 * 0.85, 0.)
+    assert got['neck.norm.weight'] == (2e-3, 0.)
+    assert got['head.fc.weight'] == (2e-3, 0.05)
+
+
+def test_finetune_loads_an_mae_encoder_through_its_init_cfg(tmp_path):
+    init_default_scope('mmpretrain')
+    torch.manual_seed(1)
+    mae = MODELS.build(
+        dict(type='MAE',
+             backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(TINY), img_size=IMG,
+                           fuse_stem_features=True),
+             neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=(IMG // 16)**2,
+                       patch_size=16, embed_dim=7 * 32, decoder_embed_dim=16,
+                       decoder_depth=1, decoder_num_heads=2),
+             head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=16,
+                       loss=dict(type='PixelReconstructionLoss', criterion='L2'))))
+    mae.init_weights()
+    path = tmp_path / 'mae.pth'
+    torch.save(dict(state_dict=mae.state_dict(), meta=dict()), path)
+
+    cfg = load(FINETUNE)
+    cfg.model.backbone.update(arch=dict(TINY), img_size=IMG)
+    cfg.model.backbone.init_cfg.checkpoint = str(path)
+    cfg.model.neck.in_channels = cfg.model.head.in_channels = 32
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    own, src = model.backbone.state_dict(), mae.backbone.state_dict()
+    for key in ('patch_embed.proj.weight', 'stem.1.downsample.reduction.weight',
+                'blocks.1.mlp.fc2.weight', 'pos_embed'):
+        assert torch.equal(own[key], src[key]), key
+    # relative tables are not in the MAE encoder: zero-initialised, as the official code
+    assert not own['blocks.0.attn.relative_position_bias_table'].any()
+    assert model.head.fc.weight.std() < 1e-4  # trunc-normal std 2e-5
+
+
+def test_finetune_without_a_checkpoint_fails_loudly():
+    cfg = load(FINETUNE)
+    assert cfg.checkpoint == ''  # to be given on the command line
+    cfg.model.backbone.update(arch=dict(TINY), img_size=IMG)
+    cfg.model.neck.in_channels = cfg.model.head.in_channels = 32
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model)
+    with pytest.raises(ValueError, match='model.backbone.init_cfg.checkpoint=PATH'):
+        model.init_weights()
+
+
+# -- recipes ---------------------------------------------------------------------------
+def augment_values(cfg: Config) -> dict:
+    pipeline = {t['type']: t for t in cfg.train_dataloader.dataset.pipeline}
+    return dict(
+        augments={a['type']: a['alpha'] for a in cfg.model.train_cfg.augments},
+        loss=cfg.model.head.loss,
+        erase=pipeline['RandomErasing']['erase_prob'],
+        randaug=tuple(pipeline['RandAugment'][k] for k in (
+            'policies', 'num_policies', 'magnitude_level', 'magnitude_std')),
+        crop=pipeline['RandomResizedCrop']['scale'],
+        batch=cfg.train_dataloader.batch_size)
+
+
+SHARED_AUGMENTS = dict(
+    augments={'Mixup': 0.8, 'CutMix': 1.0},
+    loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+    erase=0.25,
+    randaug=('timm_increasing', 2, 9, 0.5),
+    crop=224,
+    batch=128)  # x 8 GPUs = 1024
+
+
+@pytest.mark.parametrize('name', sorted(SUPERVISED))
+def test_supervised_recipe(name):
+    arch, dims, drop_path = SUPERVISED[name]
+    cfg = load(name)
+    bb = cfg.model.backbone
+    assert (bb.type, bb.arch, bb.img_size, bb.drop_path_rate) == ('hivit_mm.HiViT', arch,
+                                                                 224, drop_path)
+    assert bb.use_abs_pos_embed and bb.use_rel_pos_bias and bb.out_indices == (2, )
+    assert not bb.get('rel_pos_zero_init', False)  # trunc-normal tables from scratch
+    assert cfg.model.neck == dict(type='hivit_mm.MeanPoolLayerNorm', in_channels=dims)
+    assert (cfg.model.head.in_channels, cfg.model.head.num_classes) == (dims, 1000)
+    assert cfg.model.head.init_cfg == dict(type='TruncNormal', layer='Linear', std=0.02,
+                                           bias=0.)
+    assert augment_values(cfg) == SHARED_AUGMENTS
+
+    ow = cfg.optim_wrapper
+    assert ow.get('type', 'OptimWrapper') == 'OptimWrapper' and 'constructor' not in ow
+    assert ow.clip_grad is None
+    opt = ow.optimizer
+    assert (opt.type, opt.lr, opt.betas, opt.weight_decay, opt.eps) == (
+        'AdamW', 1e-3, (0.9, 0.999), 0.05, 1e-8)
+    assert ow.paramwise_cfg == dict(
+        norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.,
+        custom_keys={'.pos_embed': dict(decay_mult=0.),
+                     '.relative_position_bias_table': dict(decay_mult=0.)})
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.begin, warmup.end) == (
+        'LinearLR', 1e-3, 0, 20)
+    assert (cosine.type, cosine.eta_min, cosine.begin, cosine.get('end')) == (
+        'CosineAnnealingLR', 1e-5, 20, None)  # end: max_epochs
+    assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
+    assert cfg.train_cfg.max_epochs == 300
+    assert cfg.auto_scale_lr == dict(base_batch_size=1024)
+
+
+def test_finetune_recipe():
+    cfg = load(FINETUNE)
+    bb = cfg.model.backbone
+    assert (bb.type, bb.arch, bb.img_size, bb.drop_path_rate) == ('hivit_mm.HiViT',
+                                                                 'base', 224, 0.2)
+    assert bb.use_rel_pos_bias and bb.rel_pos_zero_init
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=cfg.checkpoint,
+                               prefix='backbone.')
+    assert cfg.model.neck == dict(type='hivit_mm.MeanPoolLayerNorm', in_channels=512)
+    assert cfg.model.head.init_cfg == dict(type='TruncNormal', layer='Linear', std=2e-5,
+                                           bias=0.)
+    assert augment_values(cfg) == SHARED_AUGMENTS
+
+    ow = cfg.optim_wrapper
+    assert ow.type == 'AmpOptimWrapper' and ow.clip_grad is None
+    assert ow.constructor == 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
+    assert ow.paramwise_cfg == dict(layer_decay_rate=0.85)  # nothing inherited
+    opt = ow.optimizer
+    assert (opt.type, opt.lr, opt.betas, opt.weight_decay) == ('AdamW', 2e-3,
+                                                               (0.9, 0.999), 0.05)
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.begin, warmup.end) == ('LinearLR', 0, 5)
+    assert warmup.start_factor <= 1e-4  # from (almost) zero, as the official warmup
+    assert (cosine.type, cosine.begin, cosine.get('end')) == ('CosineAnnealingLR', 5,
+                                                              None)
+    assert 'eta_min' not in cosine
+    assert math.isclose(cosine.eta_min_ratio * opt.lr, 1e-6)  # official min_lr
+    assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
+    assert cfg.train_cfg.max_epochs == 100
+    assert cfg.auto_scale_lr == dict(base_batch_size=1024)
