@@ -1,0 +1,219 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Test (and evaluate) a checkpoint with a config of any OpenMMLab 2.x library.
+
+Shaped like ``tools/test.py`` of mmpretrain, mmdet and mmseg. Checkpoints saved by
+mmengine 0.10.7 load on torch >= 2.6 thanks to :mod:`hivit_mm.utils.compat`, and
+``--launcher`` also works on machines without a GPU.
+
+Examples::
+
+    python tools/test.py configs/xxx.py work_dirs/xxx/iter_2.pth
+    python tools/test.py configs/xxx.py ckpt.pth --out preds.pkl --show-dir vis
+    bash tools/dist_test.sh configs/xxx.py ckpt.pth 8
+"""
+import argparse
+import inspect
+import os
+import os.path as osp
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import HOOKS, RUNNERS
+from mmengine.runner import Runner
+
+# hivit_mm registers its modules and applies the stack fixes on import
+# (weights_only=False checkpoint loader, CPU-only distributed set-up).
+from hivit_mm.utils.compat import apply_compat_fixes, setup_cpu_distributed
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name. Defaults to
+            ``sys.argv[1:]``.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(
+        description='Test (and eval) a model with a checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='dump the predictions to a pickle file (.pkl or .pickle) for '
+        'offline evaluation')
+    parser.add_argument(
+        '--show-dir',
+        help='directory (relative to the current one) where painted images '
+        "will be saved; enables the visualization hook of the config's "
+        'library')
+    parser.add_argument(
+        '--interval',
+        type=int,
+        default=1,
+        help='with --show-dir, paint every `interval`-th sample (mmpretrain) '
+        'or batch (mmseg); mmdet paints every test image')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    # torch.distributed.launch of torch >= 2.0 passes `--local-rank`, older
+    # versions `--local_rank`; torchrun passes neither and sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.interval < 1:
+        parser.error(f'--interval must be >= 1, got {args.interval}')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out must name a .pkl or .pickle file, got {args.out!r}')
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg: Config,
+                               show_dir: str,
+                               interval: int = 1) -> Config:
+    """Make the config's visualization hook save painted test images.
+
+    Works for the hooks of mmdet (``DetVisualizationHook``: ``draw``,
+    ``test_out_dir``), mmpretrain (``VisualizationHook``: ``enable``, ``out_dir``)
+    and mmseg (``SegVisualizationHook``: ``draw``; it saves through the visualizer,
+    whose ``save_dir`` is set instead), or any hook with these arguments. The
+    images go to ``show_dir`` relative to the current directory for all of them
+    (mmdet's own script puts them under ``work_dir/timestamp/``, and its hook nests
+    that path again on every iteration for a relative ``test_out_dir``).
+
+    Args:
+        cfg (Config): The config; edited in place.
+        show_dir (str): Where the images go.
+        interval (int): Paint every ``interval``-th sample or batch, for hooks that
+            take an ``interval``. Defaults to 1.
+
+    Returns:
+        Config: ``cfg``.
+
+    Raises:
+        RuntimeError: The config has no ``default_hooks.visualization``, or its
+            type cannot be resolved.
+    """
+    hook = (cfg.get('default_hooks') or {}).get('visualization')
+    if not hook:
+        raise RuntimeError(
+            '--show-dir needs a visualization hook in `default_hooks` of the '
+            "config, e.g. visualization=dict(type='DetVisualizationHook') "
+            "(mmdet), dict(type='SegVisualizationHook') (mmseg) or "
+            "dict(type='VisualizationHook') (mmpretrain).")
+    hook_type = hook.get('type')
+    # an inherited base config (`mmdet::...`) tags its entries with `_scope_`
+    scope = hook.get('_scope_') or cfg.get('default_scope')
+    if inspect.isclass(hook_type):
+        hook_cls = hook_type
+    else:
+        with HOOKS.switch_scope_and_registry(scope) as registry:
+            hook_cls = registry.get(hook_type)
+    if hook_cls is None:
+        raise RuntimeError(
+            f'--show-dir: cannot find the visualization hook {hook_type!r} '
+            f'(scope {scope!r}).')
+    params = inspect.signature(hook_cls.__init__).parameters
+    show_dir = osp.abspath(show_dir)
+    if 'draw' in params:
+        hook['draw'] = True
+    if 'enable' in params:
+        hook['enable'] = True
+    if 'interval' in params:
+        hook['interval'] = interval
+    if 'test_out_dir' in params:
+        hook['test_out_dir'] = show_dir
+    elif 'out_dir' in params:
+        hook['out_dir'] = show_dir
+    else:  # e.g. mmseg: the visualizer's backends save the images
+        visualizer = cfg.get('visualizer')
+        if not visualizer:
+            raise RuntimeError(
+                f'--show-dir: {hook_cls.__name__} saves through the visualizer, '
+                'but the config has no `visualizer`.')
+        visualizer['save_dir'] = show_dir
+        visualizer.setdefault('vis_backends', [dict(type='LocalVisBackend')])
+    return cfg
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command-line arguments into the config.
+
+    Args:
+        cfg (Config): The config loaded from ``args.config``; edited in place.
+        args (argparse.Namespace): The output of :func:`parse_args`.
+
+    Returns:
+        Config: ``cfg``.
+    """
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    cfg.launcher = args.launcher
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+
+    if args.show_dir is not None:
+        trigger_visualization_hook(cfg, args.show_dir, args.interval)
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Evaluate the checkpoint on the config's test set.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name. Defaults to
+            ``sys.argv[1:]``.
+    """
+    args = parse_args(argv)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
+    cfg = merge_args(Config.fromfile(args.config), args)
+
+    apply_compat_fixes()  # idempotent; `import hivit_mm` applies it as well
+    setup_cpu_distributed(cfg, args.launcher)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        # build customized runner from the registry if 'runner_type' is set
+        runner = RUNNERS.build(cfg)
+
+    # add `DumpResults` dummy metric
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,229 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Train a model from a config of any OpenMMLab 2.x library.
+
+Shaped like ``tools/train.py`` of mmpretrain, mmdet and mmseg, and accepts their
+configs (``default_scope`` ``mmpretrain``, ``mmdet``, ``mmseg`` or ``hivit_mm``) as
+well as ours. On top of the upstream script it applies the fixes of
+:mod:`hivit_mm.utils.compat`: mmengine checkpoints load on torch >= 2.6 (``--resume``,
+``load_from``) and ``--launcher pytorch|slurm|mpi`` also works on machines without a GPU
+(a ``gloo`` process group, e.g. ``bash tools/dist_train.sh CONFIG 2`` on CPUs).
+
+Examples::
+
+    python tools/train.py configs/xxx.py --work-dir work_dirs/xxx
+    python tools/train.py configs/xxx.py --resume                  # latest checkpoint
+    python tools/train.py configs/xxx.py --resume work_dirs/xxx/iter_2.pth
+    python tools/train.py configs/xxx.py --cfg-options train_cfg.max_iters=10
+    bash tools/dist_train.sh configs/xxx.py 8 --amp
+"""
+import argparse
+import os
+import os.path as osp
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.device import get_device
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+# hivit_mm registers its modules and applies the stack fixes on import
+# (weights_only=False checkpoint loader, CPU-only distributed set-up).
+from hivit_mm.utils.compat import apply_compat_fixes, setup_cpu_distributed
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+AMP_DEVICES = ('cuda', 'npu', 'mlu', 'musa')  # asserted by AmpOptimWrapper
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name. Defaults to
+            ``sys.argv[1:]``.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='If specify checkpoint path, resume from it, while if not '
+        'specify, try to auto resume from the latest checkpoint '
+        'in the work directory.')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='enable automatic-mixed-precision training (needs a GPU)')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='whether not to evaluate the checkpoint during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='whether to auto scale the learning rate according to the '
+        'actual batch size and the original batch size (the config needs '
+        '`auto_scale_lr = dict(base_batch_size=...)`).')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='whether to disable the pin_memory option in dataloaders.')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='whether to disable the persistent_workers option in '
+        'dataloaders.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    # torch.distributed.launch of torch >= 2.0 passes `--local-rank`, older
+    # versions `--local_rank`; torchrun passes neither and sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _fix_dataloaders(cfg: Config, args: argparse.Namespace) -> None:
+    """Apply ``--no-pin-memory``/``--no-persistent-workers`` to the dataloaders.
+
+    Unlike mmpretrain's script this injects no defaults (mmdet and mmseg configs
+    rely on mmengine's ``pseudo_collate``). It also drops ``persistent_workers``
+    from a dataloader with ``num_workers=0``, which ``torch.utils.data.DataLoader``
+    rejects (e.g. after ``--cfg-options train_dataloader.num_workers=0``).
+    """
+    for field in DATALOADERS:
+        loader = cfg.get(field)
+        if not loader:
+            continue
+        if args.no_pin_memory:
+            loader['pin_memory'] = False
+        if args.no_persistent_workers:
+            loader['persistent_workers'] = False
+        if loader.get('persistent_workers') and not loader.get('num_workers', 0):
+            print_log(
+                f'{field}: persistent_workers=True needs num_workers > 0; '
+                'disabling persistent_workers.',
+                logger='current')
+            loader['persistent_workers'] = False
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command-line arguments into the config.
+
+    Args:
+        cfg (Config): The config loaded from ``args.config``; edited in place.
+        args (argparse.Namespace): The output of :func:`parse_args`.
+
+    Returns:
+        Config: ``cfg``.
+
+    Raises:
+        RuntimeError: ``--amp`` on a machine without a GPU (mmengine's
+            ``AmpOptimWrapper`` needs one), ``--amp`` with a custom optimizer
+            wrapper, or ``--auto-scale-lr`` with a config that has no
+            ``auto_scale_lr.base_batch_size``.
+    """
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    cfg.launcher = args.launcher
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+
+    # enable automatic-mixed-precision training
+    if args.amp:
+        device = get_device()
+        if device not in AMP_DEVICES:
+            raise RuntimeError(
+                '--amp needs a GPU (or an NPU/MLU/MUSA device): mmengine\'s '
+                f'AmpOptimWrapper cannot run on the {device.upper()}, and no '
+                'such accelerator is available here. Drop --amp to train in '
+                'full precision.')
+        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if optim_wrapper == 'AmpOptimWrapper':
+            print_log(
+                'AMP training is already enabled in your config.',
+                logger='current')
+        elif optim_wrapper == 'OptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+        else:
+            raise RuntimeError(
+                '--amp only supports the optimizer wrapper type '
+                f'`OptimWrapper`, but the config uses `{optim_wrapper}`.')
+
+    # enable automatically scaling LR
+    if args.auto_scale_lr:
+        auto_scale_lr = cfg.get('auto_scale_lr')
+        if not auto_scale_lr or 'base_batch_size' not in auto_scale_lr:
+            raise RuntimeError(
+                '--auto-scale-lr needs `auto_scale_lr = dict('
+                'base_batch_size=...)` in the config (the total batch size the '
+                'learning rate was tuned for); this config has none.')
+        cfg.auto_scale_lr.enable = True
+
+    # resume is determined in this priority: resume from > auto_resume
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    _fix_dataloaders(cfg, args)
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Train the model described by the config.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name. Defaults to
+            ``sys.argv[1:]``.
+    """
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+
+    apply_compat_fixes()  # idempotent; `import hivit_mm` applies it as well
+    setup_cpu_distributed(cfg, args.launcher)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        # build customized runner from the registry if 'runner_type' is set
+        runner = RUNNERS.build(cfg)
+
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,120 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Pictures of MAE reconstructions.
+
+For each image writes ``<out-dir>/<name>_mae.png``: a row of four panels, the input, the
+masked input, the reconstruction, and the reconstruction with the visible units pasted
+back. Works for any mmpretrain ``MAE``-style model whose backbone returns
+``(latent, mask, ids_restore)`` and whose neck predicts pixels per unit (HiViT-MAE,
+GreenMIM, MAE-ViT).
+
+    python tools/visualize_mae.py CONFIG CHECKPOINT IMAGE_OR_DIR [...] --out-dir DIR
+"""
+import argparse
+import os.path as osp
+from pathlib import Path
+from typing import List
+
+import mmcv
+import numpy as np
+import torch
+from mmengine.utils import mkdir_or_exist
+from mmpretrain.apis import init_model
+
+import hivit_mm  # noqa: F401  (checkpoint-loading fix)
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Visualise MAE reconstructions')
+    parser.add_argument('config', help='pre-training config')
+    parser.add_argument('checkpoint', help='pre-training checkpoint')
+    parser.add_argument('images', nargs='+', help='image files or directories')
+    parser.add_argument('--out-dir', required=True, help='where to write PNGs')
+    parser.add_argument('--max-images', type=int, default=8,
+                        help='at most this many images (directories are sorted)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the masks')
+    parser.add_argument('--min-panel', type=int, default=192,
+                        help='upscale (nearest) small images to at least this size')
+    parser.add_argument('--device', default='cpu')
+    return parser.parse_args()
+
+
+def list_images(paths: List[str], limit: int) -> List[Path]:
+    files: List[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob('*') if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f'no such image or directory: {p}')
+    if not files:
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {paths}')
+    return files[:limit]
+
+
+def load_square(path: Path, size: int) -> np.ndarray:
+    """BGR image, shorter side resized to ``size`` (bicubic), centre-cropped square."""
+    img = mmcv.imread(str(path))
+    img = mmcv.imrescale(img, (size, 10**6), interpolation='bicubic')
+    h, w = img.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top:top + size, left:left + size]
+
+
+@torch.no_grad()
+def reconstruct(model: torch.nn.Module, img_bgr: np.ndarray, seed: int) -> List[np.ndarray]:
+    """Return the four RGB uint8 panels for one image."""
+    pre = model.data_preprocessor
+    raw = torch.from_numpy(img_bgr).permute(2, 0, 1)[None].float()  # 1, 3, H, W
+    x = pre(dict(inputs=raw.to(pre.device), data_samples=None), False)['inputs']
+    torch.manual_seed(seed)
+    latent, mask, ids_restore = model.backbone(x)
+    pred = model.neck(latent, ids_restore)  # 1, L, p*p*3
+    head = model.head
+    if head.norm_pix:  # predictions are per-unit normalised pixels
+        target = head.patchify(x)  # 1, L, p*p*3
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        pred = pred * (var + 1e-6)**.5 + mean
+    recon = head.unpatchify(pred)  # 1, 3, H, W
+    unit_mask = head.unpatchify(mask[..., None].expand_as(pred))  # 1, 3, H, W
+    std, mean = pre.std.view(1, 3, 1, 1), pre.mean.view(1, 3, 1, 1)
+
+    def to_rgb(t: torch.Tensor) -> np.ndarray:
+        return (t * std + mean).clamp(0, 255)[0].permute(1, 2, 0).byte().cpu().numpy()
+
+    return [
+        to_rgb(x),
+        to_rgb(x * (1 - unit_mask)),  # masked units shown in the mean colour
+        to_rgb(recon),
+        to_rgb(x * (1 - unit_mask) + recon * unit_mask),
+    ]
+
+
+def make_row(panels: List[np.ndarray], min_panel: int, gap: int = 4) -> np.ndarray:
+    scale = max(1, -(-min_panel // panels[0].shape[0]))
+    panels = [p.repeat(scale, 0).repeat(scale, 1) for p in panels]
+    h, w = panels[0].shape[:2]
+    row = np.full((h, len(panels) * w + (len(panels) - 1) * gap, 3), 255, np.uint8)
+    for i, p in enumerate(panels):
+        row[:, i * (w + gap):i * (w + gap) + w] = p
+    return row
+
+
+def main() -> None:
+    args = parse_args()
+    model = init_model(args.config, args.checkpoint, device=args.device).eval()
+    # the pre-training input size: units per side times the unit size
+    size = int(model.neck.num_patches**.5) * model.head.patch_size
+    mkdir_or_exist(args.out_dir)
+    for path in list_images(args.images, args.max_images):
+        panels = reconstruct(model, load_square(path, size), args.seed)
+        out = osp.join(args.out_dir, f'{path.stem}_mae.png')
+        mmcv.imwrite(mmcv.rgb2bgr(make_row(panels, args.min_panel)), out)
+        print(out)
+
+
+if __name__ == '__main__':
+    main()
