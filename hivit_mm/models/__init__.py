@@ -1,10 +1,11 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 """Models of hivit_mm; importing this module registers them in ``hivit_mm.registry``."""
+from .green_swin import GreenSwin
 from .hivit import HiViT
 from .mae import ClsFreeMAEDecoder, MaskedHiViT, random_unit_masking
 from .necks import MeanPoolLayerNorm
 
 __all__ = [
-    'HiViT', 'MaskedHiViT', 'ClsFreeMAEDecoder', 'MeanPoolLayerNorm',
+    'HiViT', 'MaskedHiViT', 'GreenSwin', 'ClsFreeMAEDecoder', 'MeanPoolLayerNorm',
     'random_unit_masking'
 ]

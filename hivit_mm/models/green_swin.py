@@ -19,12 +19,14 @@ the forward differs:
   order, so weights are interchangeable with ``SwinTransformer``), and the last stage
   comes out in ``ids_keep`` order, as mmpretrain's ``MAE`` expects.
 * **Windows** come from coordinates, without a roll: with window ``M`` and shift ``s``,
-  a token at ``(h, w)`` is in window ``((h + o) // M, (w + o) // M)``, ``o = (M - s) % M``.
-  These offset windows are exactly the regions Swin separates with its cyclic shift and
-  attention mask; partial border windows need no padding. Swin's rule applies per stage:
-  shift ``M // 2`` on odd blocks, and when the stage is at most ``M`` tokens on a side,
-  no shift and ``M`` = that side. Attention adds the relative position bias of the
-  coordinate difference and ``-inf`` across windows.
+  a token at ``(h, w)`` is in window ``((h + o) // M, (w + o) // M)``, with
+  ``o = (M - s) % M``. These offset windows are exactly the regions Swin separates with
+  its cyclic shift and attention mask; partial border windows need no padding. Swin's
+  rule applies per stage: shift ``M // 2`` on odd blocks, except that a stage at most
+  ``M`` tokens on a side has no shift and a window of its side. Attention adds the
+  relative position bias of the coordinate difference (mmpretrain's persistent
+  ``relative_position_index`` buffers are kept for strict loading, not used) and
+  ``-inf`` across windows.
 * **Two attention modes** per stage (``attn_mode='auto'``, as released): with at most
   ``2 * M * M`` visible tokens per sample, one attention over all of them under a
   block-diagonal mask ("masking"); otherwise Group Window Attention ("grouping"): windows
@@ -49,11 +51,12 @@ input channels of ``downsample.norm`` and ``downsample.reduction``); one
 ``(2M-1)**2`` bias table per block as in mmpretrain, whose centre serves a stage whose
 window shrank (the release builds a smaller table there).
 
-Outside pre-training, ``forward(x, mask=None)`` runs the same code with every unit kept,
-and equals mmpretrain's ``SwinTransformer`` wherever the latter applies (inputs whose
-stages are at least one window on a side). At smaller stages (window 14 at 224 px)
-mmpretrain refuses the input unless ``pad_small_map=True``, which pads instead of
-shrinking the window; here the original Swin rule holds.
+Outside pre-training, ``forward(x, mask=None)`` runs the same code with every unit kept.
+It equals mmpretrain's ``SwinTransformer`` (``pad_small_map=False``) whenever the windows
+tile every stage. Elsewhere mmpretrain pads: its zero tokens join the border windows
+(which stay partial here), and a stage smaller than the window (window 14 at 224 px) is
+refused unless ``pad_small_map=True``, which pads instead of shrinking the window as the
+original Swin, and this module, do.
 """
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -71,11 +74,12 @@ from .grouping import GroupPlan, plan_groups
 from .mae import random_unit_masking
 
 __all__ = [
-    'GreenSwin', 'stage_window', 'unit_token_coords', 'window_index', 'window_counts',
-    'window_attention', 'merge_units'
+    'GreenSwin', 'WindowLayout', 'stage_window', 'unit_token_coords', 'window_index',
+    'window_counts', 'window_attention', 'merge_units'
 ]
 
 ATTN_MODES = ('auto', 'masking', 'grouping')
+DENSE_CACHE_SIZE = 8  # input sizes whose dense layouts are kept
 
 
 class WindowLayout(NamedTuple):
@@ -142,7 +146,8 @@ def unit_token_coords(ids_keep: torch.Tensor, grid_width: int, unit: int) -> tor
     return coords.flatten(1, 3)  # B, K*u*u, 2
 
 
-def window_index(coords: torch.Tensor, width: int, window: int, shift: int) -> torch.Tensor:
+def window_index(coords: torch.Tensor, width: int, window: int,
+                 shift: int) -> torch.Tensor:
     """Raster index of the (shifted) window holding each token.
 
     Window ``((h + o) // M, (w + o) // M)`` with ``o = (M - shift) % M``: the partition
@@ -225,13 +230,14 @@ def _to_device(arrays: Sequence[np.ndarray], device: torch.device) -> List[torch
         flat = flat.pin_memory().to(device, non_blocking=True)
     else:
         flat = flat.to(device)
-    return [t.view(a.shape) for t, a in zip(flat.split(sizes), arrays)]
+    return [t.view(a.shape) for t, a in zip(flat.split(sizes), arrays)]  # as on host
 
 
 # ----------------------------------------------------------------------------
 # Blocks
 # ----------------------------------------------------------------------------
-def window_attention(w_msa: WindowMSA, x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+def window_attention(w_msa: WindowMSA, x: torch.Tensor,
+                     layout: WindowLayout) -> torch.Tensor:
     """Window attention of visible tokens, with the parameters of an mmpretrain W-MSA.
 
     Args:
@@ -249,36 +255,39 @@ def window_attention(w_msa: WindowMSA, x: torch.Tensor, layout: WindowLayout) ->
     if layout.gather is not None:
         x = x[:, layout.gather]  # B', G*g, C
     batch = x.shape[0]
-    qkv = w_msa.qkv(x).view(batch, groups, size, 3, heads, C // heads)
-    qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # 3, B', G, heads, g, C/heads
+    qkv = w_msa.qkv(x).view(batch, groups, size, 3, heads, -1)  # B', G, g, 3, h, C/h
+    qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # 3, B', G, h, g, C/h
     table = w_msa.relative_position_bias_table  # (2M-1)**2, heads
     table = torch.cat([table, table.new_full((1, heads), float('-inf'))])
     bias = F.embedding(layout.bias_index, table)  # G, g, g, heads
-    bias = bias.permute(0, 3, 1, 2).to(  # G, heads, g, g
+    bias = bias.permute(0, 3, 1, 2).to(  # G, h, g, g
         dtype=qkv.dtype, memory_format=torch.contiguous_format)
     if batch == 1:  # groups as the batch: no broadcast needed
-        q, k, v = qkv.reshape(3, groups, heads, size, -1).unbind(0)  # G, heads, g, C/heads
+        q, k, v = qkv.reshape(3, groups, heads, size, -1).unbind(0)  # G, h, g, C/h
     else:  # one layout for all samples: broadcast the bias over them
-        q, k, v = qkv.reshape(3, batch, groups * heads, size, -1).unbind(0)
-        bias = bias.view(1, groups * heads, size, size)
+        qkv = qkv.reshape(3, batch, groups * heads, size, -1)  # 3, B', G*h, g, C/h
+        q, k, v = qkv.unbind(0)
+        bias = bias.view(1, groups * heads, size, size)  # 1, G*h, g, g
     x = F.scaled_dot_product_attention(
         q, k, v,
         attn_mask=bias,
         dropout_p=w_msa.attn_drop.p if w_msa.training else 0.,
         scale=w_msa.scale)
-    x = x.view(batch, groups, heads, size, -1).transpose(2, 3)  # B', G, g, heads, C/heads
+    x = x.view(batch, groups, heads, size, -1).transpose(2, 3)  # B', G, g, h, C/h
     x = x.reshape(batch, groups * size, C)  # B', G*g, C
     if layout.scatter is not None:
         x = x[:, layout.scatter]  # B', P*N, C
     x = w_msa.proj_drop(w_msa.proj(x))
-    return x.view(B, N, C)
+    return x.view(B, N, C)  # B, N, C
 
 
-def _block_forward(block: SwinBlock, x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+def _block_forward(block: SwinBlock, x: torch.Tensor,
+                   layout: WindowLayout) -> torch.Tensor:
     """An mmpretrain ``SwinBlock`` on visible tokens ``(B, N, C)``."""
 
     def inner(x: torch.Tensor) -> torch.Tensor:
-        x = x + block.attn.drop(window_attention(block.attn.w_msa, block.norm1(x), layout))
+        attn = window_attention(block.attn.w_msa, block.norm1(x), layout)
+        x = x + block.attn.drop(attn)
         return block.ffn(block.norm2(x), identity=x)
 
     if block.with_cp and x.requires_grad:
@@ -374,7 +383,7 @@ class GreenSwin(SwinTransformer):
             if arch.lower() not in self.arch_zoo:
                 raise ValueError(f'arch {arch!r} is not one of {sorted(self.arch_zoo)}')
             num_stages = len(self.arch_zoo[arch.lower()]['depths'])
-        elif isinstance(arch, dict) and set(arch) == {'embed_dims', 'depths', 'num_heads'}:
+        elif isinstance(arch, dict) and set(arch) == set(self.arch_zoo['base']):
             num_stages = len(arch['depths'])
         else:
             raise ValueError('arch must be a name or a dict with keys embed_dims, depths '
@@ -406,7 +415,8 @@ class GreenSwin(SwinTransformer):
             norm_eval=norm_eval,
             norm_cfg=norm_cfg,
             stage_cfgs=dict(
-                block_cfgs=dict(norm_cfg=norm_cfg), downsample_cfg=dict(norm_cfg=norm_cfg)),
+                block_cfgs=dict(norm_cfg=norm_cfg),
+                downsample_cfg=dict(norm_cfg=norm_cfg)),
             patch_cfg=dict(norm_cfg=norm_cfg),
             init_cfg=init_cfg)
         self.window_size = window_size
@@ -415,7 +425,7 @@ class GreenSwin(SwinTransformer):
         self.attn_mode = attn_mode
         self.unit_tokens = 2**(self.num_layers - 1)  # stage-0 tokens per unit side
         self.unit_size = patch_size * self.unit_tokens  # pixels per unit side
-        self._dense_layouts = {}  # (grid, device) -> (None, layouts); derived, not state
+        self._dense_layouts = {}  # (grid, device, attn_mode) -> layouts; not state
 
     # -- masking and planning (host) ------------------------------------------
     def unit_grid(self, x: torch.Tensor) -> Tuple[int, int]:
@@ -482,7 +492,8 @@ class GreenSwin(SwinTransformer):
         """
         rows = win.shape[0]
         n_win = start.numel() // rows
-        item = (win + torch.arange(rows, device=win.device)[:, None] * n_win).view(-1)
+        item = win + torch.arange(rows, device=win.device)[:, None] * n_win  # P, N
+        item = item.view(-1)  # P*N: (sample, window) of each token
         sorted_item, order = torch.sort(item, stable=True)  # P*N
         rank = torch.arange(item.numel(), device=item.device) - start[sorted_item]
         scatter = torch.empty_like(order)
@@ -493,10 +504,11 @@ class GreenSwin(SwinTransformer):
         slot_item = item.new_full((num_slots, ), -1)
         slot_item[scatter] = item
         slot_coords = coords.new_zeros(num_slots, 2)
-        slot_coords[scatter] = coords.view(-1, 2)
+        slot_coords[scatter] = coords.view(-1, 2)  # G*g, 2
         bias_index = _pair_bias_index(
-            slot_item.view(plan.num_groups, plan.group_size),
-            slot_coords.view(plan.num_groups, plan.group_size, 2), self.window_size)
+            slot_item.view(plan.num_groups, plan.group_size),  # G, g
+            slot_coords.view(plan.num_groups, plan.group_size, 2),  # G, g, 2
+            self.window_size)
         return WindowLayout(rows, plan.num_groups, plan.group_size, gather, scatter,
                             bias_index)
 
@@ -511,7 +523,8 @@ class GreenSwin(SwinTransformer):
         x = x.view(B, H // unit, unit, W // unit, unit, -1)  # B, H_u, u, W_u, u, C
         x = x.permute(0, 1, 3, 2, 4, 5).flatten(3).flatten(1, 2)  # B, L, u*u*C
         if ids_keep is not None:
-            x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
+            index = ids_keep[..., None].expand(-1, -1, x.shape[-1])  # B, K, u*u*C
+            x = torch.gather(x, 1, index)  # B, K, u*u*C
         x = x.reshape(B, -1, self.embed_dims)  # B, K*u*u, C (unit-major)
         outs = []
         for stage, (even, odd) in zip(self.stages, layouts):
@@ -551,7 +564,7 @@ class GreenSwin(SwinTransformer):
             raise ValueError('ids_keep has a repeated unit in a row')
         shared = bool((ids == ids[:1]).all())
         ids_dev, layouts = self._plan_layouts(ids[:1] if shared else ids, grid, x.device)
-        return self._encode(x, ids_dev.expand(x.shape[0], -1), layouts)
+        return self._encode(x, ids_dev.expand(x.shape[0], -1), layouts)  # ids: B, K
 
     def forward(self,
                 x: torch.Tensor,
@@ -579,7 +592,7 @@ class GreenSwin(SwinTransformer):
         ids_keep, unit_mask, ids_restore = random_unit_masking(
             1 if self.shared_mask else B, grid[0] * grid[1], self.mask_ratio)  # host
         ids_dev, layouts = self._plan_layouts(ids_keep.numpy(), grid, x.device)
-        latent = self._encode(x, ids_dev.expand(B, -1), layouts)[-1]
+        latent = self._encode(x, ids_dev.expand(B, -1), layouts)[-1]  # B, K, C_last
         unit_mask, ids_restore = _to_device(
             [unit_mask.long().numpy(), ids_restore.numpy()], x.device)
         repeat = B // ids_keep.shape[0]
@@ -589,8 +602,10 @@ class GreenSwin(SwinTransformer):
     def _forward_dense(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Every unit kept; NCHW stage outputs as ``SwinTransformer``."""
         B, (Hu, Wu) = x.shape[0], self.unit_grid(x)
-        key = (Hu, Wu, str(x.device))
+        key = (Hu, Wu, str(x.device), self.attn_mode)
         if key not in self._dense_layouts:
+            if len(self._dense_layouts) == DENSE_CACHE_SIZE:  # drop the oldest size
+                del self._dense_layouts[next(iter(self._dense_layouts))]
             ids = np.arange(Hu * Wu)[None]
             self._dense_layouts[key] = self._plan_layouts(ids, (Hu, Wu), x.device)[1]
         stages = self._encode(x, None, self._dense_layouts[key])
@@ -599,6 +614,6 @@ class GreenSwin(SwinTransformer):
             unit = self.unit_tokens >> i
             out = getattr(self, f'norm{i}')(stages[i])  # B, L*u*u, C
             out = out.view(B, Hu, Wu, unit, unit, -1)  # B, H_u, W_u, u, u, C
-            out = out.permute(0, 5, 1, 3, 2, 4).reshape(B, -1, Hu * unit, Wu * unit)
-            outs.append(out)  # B, C, H, W
+            out = out.permute(0, 5, 1, 3, 2, 4)  # B, C, H_u, u, W_u, u
+            outs.append(out.reshape(B, -1, Hu * unit, Wu * unit))  # B, C, H, W
         return tuple(outs)

