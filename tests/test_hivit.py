@@ -350,6 +350,33 @@ def test_pretrained_mismatches_are_named(tmp_path):
     assert 'blocks.0.norm1.weight: checkpoint (7,) vs model (32,)' in msg
 
 
+def test_out_norms_missing_from_a_pretraining_checkpoint_keep_their_init():
+    src = tiny(img_size=32)
+    dst = tiny(img_size=32, out_indices=(0, 1, 2, 3), out_norm=True)
+    dst.load_pretrained(src.state_dict())
+    assert torch.equal(dst.out_norms['2'].weight, torch.ones(32))
+    partial = dict(src.state_dict(), **{'out_norms.0.weight': torch.ones(8)})
+    with pytest.raises(KeyError, match='out_norms.0.bias'):  # some, but not all
+        dst.load_pretrained(partial)
+
+
+def test_attention_masks_follow_the_autocast_dtype(monkeypatch):
+    """SDPA needs the mask in the query's dtype (CUDA raises or misreads otherwise)."""
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kwargs):
+        seen.append((q.dtype, None if attn_mask is None else attn_mask.dtype))
+        return sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, 'scaled_dot_product_attention', spy)
+    model = tiny(img_size=48, window_size=2, global_blocks=(1, ), use_rel_pos_bias=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = model(torch.randn(1, 3, 48, 48))[0]
+    assert torch.isfinite(out.float()).all()
+    assert len(seen) == 2 and all(q == m == torch.bfloat16 for q, m in seen)
+
+
 def test_rel_tables_missing_from_a_no_rpe_checkpoint_start_at_zero():
     src = tiny(img_size=32)  # no RPE, as MAE pre-training
     state = dict(src.state_dict(), **{'norm.weight': torch.ones(32)})

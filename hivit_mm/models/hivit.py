@@ -234,8 +234,10 @@ class Attention(nn.Module):
         mask = key_mask
         if self.relative_position_bias_table is not None:
             bias = self.relative_position_bias_table[rel_index]  # [B,] N, N, heads
-            bias = bias.movedim(-1, -3).to(q.dtype)  # [B,] heads, N, N
+            bias = bias.movedim(-1, -3)  # [B,] heads, N, N
             mask = bias if mask is None else bias + mask
+        if mask is not None:  # SDPA wants the query's dtype (bf16/fp16 under autocast)
+            mask = mask.to(q.dtype)
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0.)  # B, heads, N, C/heads
@@ -562,8 +564,10 @@ class HiViT(BaseModule):
         Position tables of another grid are resized (see :meth:`_resize_tables`).
         Allowed, and logged: relative tables absent from a checkpoint trained without
         them (they keep their ``rel_pos_zero_init`` initialisation, as the official
-        fine-tuning does) and the keys of a pre-training encoder that HiViT does not
-        use (``pretrain_only_keys``). Any other missing, unexpected or mis-shaped key
+        fine-tuning does), output norms absent from a checkpoint of a model without
+        them (pre-training and classification checkpoints for a detector), and the
+        keys of a pre-training encoder that HiViT does not use
+        (``pretrain_only_keys``). Any other missing, unexpected or mis-shaped key
         raises, naming the keys.
 
         Args:
@@ -579,9 +583,11 @@ class HiViT(BaseModule):
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
-        no_rpe_source = not any('relative_position_bias_table' in k for k in state)
-        fresh = [k for k in missing
-                 if 'relative_position_bias_table' in k and no_rpe_source]
+        # Parts a source model may legitimately lack as a whole; they keep their init.
+        fresh = []
+        for part in ('relative_position_bias_table', 'out_norms.'):
+            if not any(part in k for k in state):
+                fresh += [k for k in missing if part in k]
         missing = [k for k in missing if k not in fresh]
         state = self._resize_tables(state)
         mismatched = sorted(f'{k}: checkpoint {tuple(state[k].shape)} vs model '
@@ -596,9 +602,9 @@ class HiViT(BaseModule):
         if ignored:
             logger.info(f'HiViT: ignored pre-training-only keys: {ignored}')
         if fresh:
-            logger.warning(f'HiViT: {len(fresh)} relative position tables are not in '
-                           f'{source} (trained without them); they start from '
-                           f'{"zeros" if self.rel_pos_zero_init else "trunc-normal"}')
+            logger.warning(f'HiViT: {source} has no {sorted(fresh)} (its model had none); '
+                           'they keep their initialisation (relative tables: '
+                           f'{"zeros" if self.rel_pos_zero_init else "trunc-normal"})')
 
     def _resize_tables(self, state: Dict[str, torch.Tensor]
                        ) -> Dict[str, torch.Tensor]:

@@ -1,0 +1,81 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+# UperNet with an MAE pre-trained, ImageNet-1k fine-tuned HiViT-B on ADE20K: 80k
+# iterations, batch 32 (8 GPUs x 4), 640x640 crops, mixed precision. The official recipe
+# (zhangxiaosong18/hivit, segmentation/configs/upernet_hivit_base_80k_ade20k.py; 52.8
+# mIoU):
+#
+# * backbone: the fine-tuned classifier's weights, relative position bias on, global
+#   attention over the 40x40-token crop (img_size 640: the 14x14-grid absolute embedding
+#   and relative tables of the 224 fine-tuning are resized bicubically when loaded),
+#   drop path 0.1; model details in configs/_base_/models/upernet_hivit-base-p16.py;
+# * AdamW lr 1e-3, betas (0.9, 0.999), wd 0.05 (none on norms, biases and position
+#   tables), layer-wise lr decay 0.75 (the depths come from HiViT.get_layer_depth: stem
+#   and embeddings at 0.75**21, main block k at 0.75**(20 - k), heads at 1), linear
+#   warmup from 1e-6 over 750 iterations, then poly (power 1) to 0 at 80k;
+# * data (mmseg's ade20k_640x640.py): random resize of (2560, 640) x 0.5-2.0, 640 crop
+#   (cat_max_ratio 0.75), flip, photometric distortion; test at (2560, 640), sliding
+#   640x640 windows with stride 426. Each window is exactly the backbone's grid; images
+#   smaller than a window are padded to it (data_preprocessor test_cfg).
+#   (The official numbers used multi-scale + flip testing: --tta with mmseg's tools.)
+#
+# Weights: the `checkpoint` file below, a HiViT-B classifier fine-tuned from MAE
+# (keys 'backbone.*'), e.g. the last epoch of
+# configs/hivit/benchmarks/hivit-base-p16_8xb128-amp-coslr-100e_in1k.py, or the official
+# mae_hivit_base_1600ep_ft100ep.pth converted by
+# tools/model_converters/hivit_official_to_hivit_mm.py. To use another file, override
+# the init_cfg itself:
+#
+#   bash tools/dist_train.sh \
+#       configs/upernet/upernet_hivit-base-p16_8xb4-80k_ade20k-640x640.py 8 \
+#       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/hivit_base_ft.pth
+#
+# mmseg's own tools/train.py runs it too. SyncBN falls back to BN on a single process
+# and on CPU-only distributed runs; AmpOptimWrapper needs a GPU (on a CPU:
+# --cfg-options optim_wrapper.type=OptimWrapper).
+_base_ = [
+    '../_base_/models/upernet_hivit-base-p16.py',
+    'mmseg::_base_/datasets/ade20k_640x640.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py',
+]
+
+checkpoint = 'work_dirs/hivit-base-p16_8xb128-amp-coslr-100e_in1k/epoch_100.pth'
+
+crop_size = (640, 640)
+data_preprocessor = dict(size=crop_size, test_cfg=dict(size=crop_size))
+model = dict(
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        img_size=crop_size,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(426, 426)))
+
+train_dataloader = dict(batch_size=4)  # x 8 GPUs
+auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='AmpOptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
+    constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.75))
+max_iters = 80000
+warmup_iters = 750
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-6,
+        by_epoch=False,
+        begin=0,
+        end=warmup_iters),
+    dict(
+        type='PolyLR',
+        eta_min=0.,
+        power=1.0,
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max_iters)
+]
+train_cfg = dict(max_iters=max_iters)
