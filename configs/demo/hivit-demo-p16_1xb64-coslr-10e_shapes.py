@@ -1,0 +1,79 @@
+# Demo stage 2: fine-tuning the demo HiViT on the shapes classification task (4
+# classes, 64 px), the real MAE fine-tuning recipe (configs/hivit/benchmarks/) shrunk:
+# layer-wise lr decay 0.85, relative position bias on (zero-initialised), drop path 0.1,
+# label smoothing; no Mixup/CutMix (4 toy classes, 10 epochs), full precision.
+# The demo runs it twice with the same budget: from the MAE checkpoint
+#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/mae/epoch_40.pth
+# and from random initialisation
+#   --cfg-options model.backbone.init_cfg=None
+_base_ = '../hivit/benchmarks/hivit-base-p16_8xb128-amp-coslr-100e_in1k.py'
+
+classes = ('circle', 'square', 'star', 'triangle')  # hivit_mm.datasets.SHAPE_CLASSES
+model = dict(
+    backbone=dict(
+        arch=dict(_delete_=True, embed_dims=128, depths=(1, 1, 4), num_heads=4),
+        img_size=64,
+        drop_path_rate=0.1),
+    neck=dict(in_channels=128),
+    head=dict(num_classes=len(classes), in_channels=128),
+    train_cfg=None)
+
+data_preprocessor = dict(num_classes=len(classes))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=64,
+        crop_ratio_range=(0.6, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackInputs')
+]
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+dataset = dict(
+    type='CustomDataset', data_root='data/shapes/cls/', data_prefix='', classes=classes)
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(_delete_=True, ann_file='meta/train.txt', pipeline=train_pipeline,
+                 **dataset))
+val_dataloader = dict(
+    batch_size=100,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(_delete_=True, ann_file='meta/val.txt', pipeline=test_pipeline,
+                 **dataset))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+
+max_epochs = 10
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, betas=(0.9, 0.999)),
+    constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.85))
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=1,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min_ratio=1e-3,
+        by_epoch=True,
+        begin=1,
+        end=max_epochs,
+        convert_to_iter_based=True)
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+auto_scale_lr = dict(enable=False)

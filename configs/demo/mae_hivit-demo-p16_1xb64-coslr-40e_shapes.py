@@ -1,0 +1,78 @@
+# Demo stage 1: HiViT-MAE pre-training, the real recipe (configs/mae/) shrunk to the demo
+# HiViT on the 64-px shapes images: masks 75% of the 16 units (keeps 4), fused stem
+# features, fixed sin-cos embeddings, normalised-pixel loss on masked units. Full
+# precision (mmengine's AMP wrapper needs a GPU), batch 64, 40 epochs.
+#
+# The demo HiViT (all demo configs): embed 128 (stage widths 32 / 64 / 128), depths
+# (1, 1, 4) (2 + 2 MLP stem blocks, 4 attention blocks), 4 heads. Images are 64 px here
+# (4x4 units of 16 px) and 128 px for detection and segmentation. Data: the built-in
+# shapes world (`python tools/misc/make_shapes.py data/shapes`; `make demo` does it).
+_base_ = '../mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k.py'
+
+model = dict(
+    backbone=dict(
+        arch=dict(_delete_=True, embed_dims=128, depths=(1, 1, 4), num_heads=4),
+        img_size=64),
+    neck=dict(
+        num_patches=16,
+        embed_dim=7 * 128,  # fused stem features of the 128-wide demo HiViT
+        decoder_embed_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=64,
+        crop_ratio_range=(0.5, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackInputs')
+]
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(
+        _delete_=True,
+        type='CustomDataset',
+        data_root='data/shapes/cls/',
+        data_prefix='train',
+        with_label=False,
+        pipeline=train_pipeline))
+
+max_epochs = 40
+warmup_epochs = 4
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys=dict(
+            pos_embed=dict(decay_mult=0.), mask_token=dict(decay_mult=0.))))
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min=0.,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True)
+]
+train_cfg = dict(max_epochs=max_epochs)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+resume = False

@@ -1,0 +1,95 @@
+# Demo stage 4: Mask R-CNN from the MAE checkpoint of stage 1 on the shapes COCO set
+# (128-px images, 1-4 objects of 4 classes). The real 1x recipe
+# (configs/mask_rcnn/mask-rcnn_hivit-base-p16_fpn-1x_coco.py: HiViT with output norms,
+# FPN, 4conv1fc box head with GIoU loss, AdamW with layer-wise lr decay 0.9, warmup then
+# steps) shrunk: the demo HiViT (its absolute embedding resized from the 4x4 pre-training
+# grid to the input), 128-channel necks and heads, anchors scaled for small objects,
+# full precision, batch 8, 12 epochs.
+#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/mae/epoch_40.pth
+_base_ = '../mask_rcnn/mask-rcnn_hivit-base-p16_fpn-1x_coco.py'
+
+classes = ('circle', 'square', 'star', 'triangle')  # hivit_mm.datasets.SHAPE_CLASSES
+channels = 128
+model = dict(
+    backbone=dict(
+        arch=dict(_delete_=True, embed_dims=128, depths=(1, 1, 4), num_heads=4),
+        img_size=64,
+        drop_path_rate=0.1),
+    neck=dict(in_channels=[32, 64, 128, 128], out_channels=channels),
+    rpn_head=dict(
+        in_channels=channels,
+        feat_channels=channels,
+        anchor_generator=dict(scales=[4])),  # 16-256 px anchors for 128-px images
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=channels),
+        bbox_head=dict(
+            in_channels=channels,
+            conv_out_channels=channels,
+            fc_out_channels=512,
+            num_classes=len(classes)),
+        mask_roi_extractor=dict(out_channels=channels),
+        mask_head=dict(
+            in_channels=channels, conv_out_channels=channels,
+            num_classes=len(classes))),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=500, max_per_img=200),
+        rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(
+        rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=20)))
+
+data_root = 'data/shapes/coco/'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomResize', scale=(128, 128), ratio_range=(0.8, 1.25), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+dataset = dict(data_root=data_root, metainfo=dict(classes=classes))
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline,
+        **dataset))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline,
+        **dataset))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+max_epochs = 12
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=3e-4))  # no AMP on CPU
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        milestones=[9, 11],
+        gamma=0.1)
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+auto_scale_lr = dict(enable=False)
