@@ -59,13 +59,13 @@ class Stage:
 
 
 STAGES = (
-    Stage('mae', 'HiViT-MAE pre-training', 'mae_hivit-demo-p16_1xb64-coslr-40e_shapes.py',
+    Stage('mae', 'HiViT-MAE pre-training', 'mae_hivit-demo-p16_1xb64-coslr-20e_shapes.py',
           None, {}),
     Stage('ft_mae', 'fine-tuning from the MAE checkpoint',
-          'hivit-demo-p16_1xb64-coslr-10e_shapes.py', 'mae',
+          'hivit-demo-p16_1xb32-coslr-30e_shapes-10pct.py', 'mae',
           {'accuracy/top1': 'top-1 (%)'}),
     Stage('ft_scratch', 'the same fine-tuning from random initialisation',
-          'hivit-demo-p16_1xb64-coslr-10e_shapes.py', None,
+          'hivit-demo-p16_1xb32-coslr-30e_shapes-10pct.py', None,
           {'accuracy/top1': 'top-1 (%)'}, options=['model.backbone.init_cfg=None']),
     Stage('det', 'Mask R-CNN from the MAE checkpoint',
           'mask-rcnn_hivit-demo-p16_fpn-12e_shapes.py', 'mae',

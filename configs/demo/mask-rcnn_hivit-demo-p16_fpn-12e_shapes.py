@@ -5,7 +5,7 @@
 # steps) shrunk: the demo HiViT (its absolute embedding resized from the 4x4 pre-training
 # grid to the input), 128-channel necks and heads, anchors scaled for small objects,
 # full precision, batch 8, 12 epochs.
-#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/mae/epoch_40.pth
+#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/mae/epoch_20.pth
 _base_ = '../mask_rcnn/mask-rcnn_hivit-base-p16_fpn-1x_coco.py'
 
 classes = ('circle', 'square', 'star', 'triangle')  # hivit_mm.datasets.SHAPE_CLASSES

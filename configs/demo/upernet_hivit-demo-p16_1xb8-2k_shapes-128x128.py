@@ -5,7 +5,7 @@
 # 128-px crop, UPerHead on the four stages, auxiliary FCN head on the main stage, AdamW
 # with layer-wise lr decay, warmup then poly, slide inference) shrunk: the demo HiViT,
 # 128/64-channel heads, full precision, batch 8, 2k iterations.
-#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/ft_mae/epoch_10.pth
+#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/ft_mae/epoch_30.pth
 _base_ = '../upernet/upernet_hivit-base-p16_8xb2-160k_ade20k-512x512.py'
 
 classes = ('background', 'circle', 'square', 'star', 'triangle')  # SEG_CLASSES

@@ -1,7 +1,7 @@
 # Demo stage 1: HiViT-MAE pre-training, the real recipe (configs/mae/) shrunk to the demo
 # HiViT on the 64-px shapes images: masks 75% of the 16 units (keeps 4), fused stem
 # features, fixed sin-cos embeddings, normalised-pixel loss on masked units. Full
-# precision (mmengine's AMP wrapper needs a GPU), batch 64, 40 epochs.
+# precision (mmengine's AMP wrapper needs a GPU), batch 64, 20 epochs.
 #
 # The demo HiViT (all demo configs): embed 128 (stage widths 32 / 64 / 128), depths
 # (1, 1, 4) (2 + 2 MLP stem blocks, 4 attention blocks), 4 heads. Images are 64 px here
@@ -43,8 +43,8 @@ train_dataloader = dict(
         with_label=False,
         pipeline=train_pipeline))
 
-max_epochs = 40
-warmup_epochs = 4
+max_epochs = 20
+warmup_epochs = 2
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
