@@ -1,0 +1,648 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""GreenMIM: configs (recipes, builds, one step), initialisation, checkpoint conversion
+to mmpretrain's Swin Transformer, and a tiny pre-training run through tools/train.py.
+
+The recipes are asserted against the official release (LayneH/GreenMIM scripts and
+``ft_configs``, SimMIM defaults; papers.md §2). Official checkpoints are not downloaded:
+a state dict in the official layout is built here from a tiny model by the inverse
+renames, written out plainly.
+"""
+import copy
+import importlib.util
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, List, Tuple
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import PatchMerging
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmpretrain.models import SwinTransformer
+from mmpretrain.models.utils import build_2d_sincos_position_embedding
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from hivit_mm.datasets import make_classification
+from hivit_mm.models.convert_swin import (convert_hivit_mm_greenmim,
+                                          convert_official_greenmim,
+                                          merging_channels_to_mmcv,
+                                          swin_relative_position_index)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / 'configs' / 'greenmim'
+PRETRAIN_B = 'greenmim_swin-base-w7_8xb256-amp-coslr-800e_in1k.py'
+PRETRAIN_L = 'greenmim_swin-large-w14_8xb256-amp-coslr-800e_in1k.py'
+FINETUNE = 'benchmarks/swin-base-w7_8xb128-amp-coslr-100e_in1k.py'
+ALL = sorted([PRETRAIN_B, PRETRAIN_L, FINETUNE])
+TINY_CONFIG = REPO / 'tests' / 'data' / 'greenmim_tiny.py'
+CONVERTER = REPO / 'tools' / 'model_converters' / 'greenmim_to_mmpretrain.py'
+
+TINY = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
+IMG = 128  # 4x4 mask units of 32 px; stage sides 32, 16, 8, 4
+LN = dict(type='LN', eps=1e-6)
+SUBTOKENS = {  # official concatenation order of the 2x2 sub-tokens (dh, dw)
+    'row_first': [(0, 0), (0, 1), (1, 0), (1, 1)],
+    'swin': [(0, 0), (1, 0), (0, 1), (1, 1)],
+}
+
+
+def load(name: str) -> Config:
+    return Config.fromfile(str(CONFIG_DIR / name))
+
+
+def cpu_optim_wrapper(cfg: Config, model: nn.Module) -> OptimWrapper:
+    ow_cfg = copy.deepcopy(cfg.optim_wrapper)
+    assert ow_cfg.type == 'AmpOptimWrapper'  # needs a GPU: swapped for the test
+    ow_cfg.type = 'OptimWrapper'
+    ow_cfg.pop('loss_scale', None)
+    return build_optim_wrapper(model, ow_cfg)
+
+
+def settings(ow: OptimWrapper, model: nn.Module) -> Dict[str, Tuple[float, float]]:
+    """``name -> (lr, weight_decay)`` of every parameter in the optimizer."""
+    names = {p: n for n, p in model.named_parameters()}
+    return {names[p]: (group['lr'], group['weight_decay'])
+            for group in ow.optimizer.param_groups for p in group['params']}
+
+
+def randomize(model: nn.Module, seed: int = 0) -> None:
+    """Non-trivial weights everywhere (bias tables included)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2 + (p.dim() == 1) * 0.5)
+
+
+def tiny_pretrain_model(cfg: Config, window: int = 4, init: bool = True) -> nn.Module:
+    """A pre-training config's model with a tiny GreenSwin on 128-px images; the decoder
+    keeps its configured width, depth and heads."""
+    init_default_scope(cfg.default_scope)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.update(arch=dict(TINY), img_size=IMG, window_size=window)
+    model_cfg.neck.update(num_patches=(IMG // 32)**2, embed_dim=8 * TINY['embed_dims'])
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    if init:
+        model.init_weights()
+    return model
+
+
+def tiny_mae(window: int, seed: int = 0) -> nn.Module:
+    """The Swin-B recipe's MAE with a tiny GreenSwin and random weights."""
+    model = tiny_pretrain_model(load(PRETRAIN_B), window=window, init=False)
+    randomize(model, seed)
+    return model.eval()
+
+
+def tiny_classifier(cfg: Config, checkpoint: str) -> nn.Module:
+    """The fine-tuning config's classifier with a tiny Swin (window 4), as the Runner
+    builds it, weights from ``checkpoint``."""
+    init_default_scope(cfg.default_scope)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model_cfg.backbone.update(
+        arch=dict(TINY), img_size=IMG, stage_cfgs=dict(block_cfgs=dict(window_size=4)))
+    model_cfg.backbone.init_cfg.checkpoint = checkpoint
+    model_cfg.head.in_channels = 8 * TINY['embed_dims']
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
+def mmpretrain_swin(window: int) -> SwinTransformer:
+    """mmpretrain's Swin as the tiny GreenSwin (LayerNorm eps 1e-6). It runs where the
+    windows tile every stage (window 4 at 128 px)."""
+    model = SwinTransformer(
+        arch=dict(TINY), img_size=IMG, window_size=window, drop_path_rate=0.,
+        out_indices=(3, ), pad_small_map=False, norm_cfg=LN,
+        stage_cfgs=dict(block_cfgs=dict(norm_cfg=LN), downsample_cfg=dict(norm_cfg=LN)),
+        patch_cfg=dict(norm_cfg=LN))
+    model.eval()  # returns None in mmpretrain's Swin
+    return model
+
+
+def strip(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def images(n: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, IMG, IMG, generator=torch.Generator().manual_seed(seed))
+
+
+def load_converter() -> ModuleType:
+    spec = importlib.util.spec_from_file_location('greenmim_to_mmpretrain', CONVERTER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the folder ------------------------------------------------------------------------
+def test_the_folder_holds_exactly_the_tested_configs():
+    found = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py'))
+    assert found == ALL, 'add a new config to this test, with its recipe'
+
+
+# -- pre-training recipes --------------------------------------------------------------
+@pytest.mark.parametrize('name,arch,window,width', [(PRETRAIN_B, 'base', 7, 128),
+                                                    (PRETRAIN_L, 'large', 14, 192)])
+def test_pretrain_recipe(name, arch, window, width):
+    cfg = load(name)
+    assert cfg.custom_imports.imports == ['hivit_mm.models']
+    model = cfg.model
+    assert model.type == 'MAE'
+    assert model.data_preprocessor.type == 'SelfSupDataPreprocessor'
+    backbone = model.backbone
+    assert backbone.type == 'hivit_mm.GreenSwin'
+    assert backbone.arch == arch and backbone.window_size == window
+    assert backbone.img_size == 224
+    assert backbone.patch_size == 4 and backbone.drop_path_rate == 0.
+    assert backbone.mask_ratio == 0.75
+    assert backbone.shared_mask and backbone.attn_mode == 'auto'  # as released
+    assert tuple(backbone.out_indices) == (3, )
+    neck = model.neck
+    assert neck.type == 'hivit_mm.ClsFreeMAEDecoder'
+    assert (neck.num_patches, neck.patch_size, neck.embed_dim) == (49, 32, 8 * width)
+    decoder = (neck.decoder_embed_dim, neck.decoder_depth, neck.decoder_num_heads)
+    assert decoder == (512, 1, 16)
+    assert neck.mlp_ratio == 4.
+    assert model.head == dict(
+        type='MAEPretrainHead', norm_pix=True, patch_size=32,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2'))
+    bound = math.sqrt(6 / (3 * 4 * 4 + width))
+    assert model.init_cfg == [
+        dict(type='Xavier', layer='Linear', distribution='uniform', bias=0.),
+        dict(type='Uniform', layer='Conv2d', a=-bound, b=bound, bias=0.),
+        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+    ]
+
+    # data: RandomResizedCrop 224 (0.2, 1) bicubic + flip, 256 per GPU, and the
+    # collate function without the `_scope_` inheriting `mmpretrain::` adds
+    loader = cfg.train_dataloader
+    assert loader.batch_size == 256
+    assert loader.collate_fn == dict(type='default_collate')
+    pipeline = [dict(t) for t in loader.dataset.pipeline]
+    assert [t['type'] for t in pipeline] == [
+        'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
+    crop = pipeline[1]
+    assert (crop['scale'], tuple(crop['crop_ratio_range'])) == (224, (0.2, 1.0))
+    assert crop['interpolation'] == 'bicubic'
+    assert pipeline[2]['prob'] == 0.5
+
+    # optimizer: blr 1e-4 at 8 x 256 = 2048, AdamW (0.9, 0.95), wd 0.05
+    ow = cfg.optim_wrapper
+    assert ow.type == 'AmpOptimWrapper'
+    assert ow.optimizer == dict(type='AdamW', lr=1e-4 * 2048 / 256,
+                                betas=(0.9, 0.95), weight_decay=0.05)
+    assert ow.optimizer.lr == pytest.approx(8e-4)
+    assert ow.paramwise_cfg == dict(
+        flat_decay_mult=0.,
+        custom_keys=dict(relative_position_bias_table=dict(decay_mult=0.),
+                         mask_token=dict(decay_mult=0.)))
+    assert cfg.auto_scale_lr.base_batch_size == 2048
+
+    # schedule: 40 warmup epochs, then per-iteration cosine to 0, 800 epochs
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.type == 'LinearLR' and (warmup.begin, warmup.end) == (0, 40)
+    assert cosine.type == 'CosineAnnealingLR' and cosine.eta_min == 0.
+    assert (cosine.begin, cosine.end, cosine.T_max) == (40, 800, 760)
+    assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
+    assert cfg.train_cfg == dict(type='EpochBasedTrainLoop', max_epochs=800)
+
+
+# -- pre-training builds and runs ------------------------------------------------------
+@pytest.mark.parametrize('name,window', [(PRETRAIN_B, 4), (PRETRAIN_L, 8)])
+def test_pretrain_config_builds_and_trains(name, window):
+    """Window 8 at 128 px shrinks the last (4x4) stage, as window 14 at 224 px."""
+    cfg = load(name)
+    model = tiny_pretrain_model(cfg, window=window)
+    assert type(model.backbone).__name__ == 'GreenSwin'
+    assert model.neck.decoder_pos_embed.shape == (1, 16, 512)
+    # default_collate (the config's) stacks the images
+    inputs = torch.randint(0, 256, (4, 3, IMG, IMG), dtype=torch.uint8)
+    data = model.data_preprocessor(
+        dict(inputs=inputs, data_samples=[DataSample() for _ in range(4)]), True)
+    loss = model(**data, mode='loss')['loss']
+    assert torch.isfinite(loss)
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not no_grad
+    ow = cpu_optim_wrapper(cfg, model)
+    qkv = model.backbone.stages[0].blocks[0].attn.w_msa.qkv.weight
+    before = qkv.detach().clone()
+    ow.step()
+    assert not torch.equal(before, qkv)
+
+    # one lr; no weight decay on 1-D parameters, bias tables and the mask token; the
+    # fixed decoder embedding is not optimised
+    got = settings(ow, model)
+    want = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            no_decay = p.ndim == 1 or n.endswith(
+                ('relative_position_bias_table', 'mask_token'))
+            want[n] = (8e-4, 0. if no_decay else 0.05)
+    assert got == want
+    assert 'neck.decoder_pos_embed' not in got
+
+
+def test_pretrain_init_is_the_released_one():
+    """Xavier-uniform Linears (encoder included), the patch-embedding conv as a matrix,
+    bias tables trunc-normal(0.02), mask token normal(0.02), fixed sin-cos decoder
+    embedding."""
+    model = tiny_pretrain_model(load(PRETRAIN_B))
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            bound = math.sqrt(6 / (m.in_features + m.out_features))
+            w = m.weight
+            assert w.abs().max() <= bound, name
+            if w.numel() >= 4096:  # uniform: std = bound / sqrt(3)
+                assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+            if m.bias is not None:  # 0 (mmpretrain's decoder FFN: normal(1e-6))
+                assert m.bias.abs().max() < 1e-4, name
+    conv = model.backbone.patch_embed.projection
+    bound = math.sqrt(6 / (3 * 4 * 4 + 128))  # the config's: Swin-B's width
+    assert conv.weight.abs().max() <= bound < 1.05 * conv.weight.abs().max()
+    assert not conv.bias.any()
+    tables = torch.cat([p.flatten() for n, p in model.named_parameters()
+                        if n.endswith('relative_position_bias_table')])
+    # trunc_normal(std=0.02) cut at +-2 (absolute, as timm's): a normal(0.02) in effect
+    assert tables.std().item() == pytest.approx(0.02, rel=0.2)
+    assert tables.mean().abs() < 0.005
+    assert model.neck.mask_token.std().item() == pytest.approx(0.02, rel=0.3)
+    pos = model.neck.decoder_pos_embed
+    assert not pos.requires_grad
+    torch.testing.assert_close(pos, build_2d_sincos_position_embedding(4, 512))
+
+
+# -- fine-tuning -----------------------------------------------------------------------
+def test_finetune_recipe():
+    cfg = load(FINETUNE)
+    assert 'hivit_mm.engine' in cfg.custom_imports.imports
+    assert cfg.checkpoint == ''  # given on the command line
+    backbone = cfg.model.backbone
+    assert backbone.type == 'SwinTransformer' and backbone.arch == 'base'
+    assert backbone.img_size == 224 and backbone.stage_cfgs.block_cfgs.window_size == 7
+    assert backbone.drop_path_rate == 0.1
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint='',
+                                     prefix='backbone.')
+    assert cfg.model.head.loss == dict(type='LabelSmoothLoss', label_smooth_val=0.1,
+                                       mode='original')
+    assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=0.8),
+                                            dict(type='CutMix', alpha=1.0)]
+
+    assert cfg.train_dataloader.batch_size == 128
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        assert loader.collate_fn == dict(type='default_collate')
+    train = {t['type']: dict(t) for t in cfg.train_dataloader.dataset.pipeline}
+    assert train['RandomResizedCrop']['scale'] == 224
+    assert train['RandAugment']['magnitude_level'] == 9
+    assert train['RandAugment']['magnitude_std'] == 0.5
+    assert train['RandAugment']['policies'] == 'timm_increasing'
+    assert train['RandomErasing']['erase_prob'] == 0.25
+    test = {t['type']: dict(t) for t in cfg.val_dataloader.dataset.pipeline}
+    assert test['ResizeEdge']['scale'] == 256 and test['CenterCrop']['crop_size'] == 224
+
+    # SimMIM scaling: BASE_LR 1.25e-3, WARMUP_LR = MIN_LR = 2.5e-7, all x 1024 / 512
+    ow = cfg.optim_wrapper
+    assert ow.type == 'AmpOptimWrapper'
+    assert ow.optimizer.type == 'AdamW' and ow.optimizer.weight_decay == 0.05
+    assert ow.optimizer.get('betas', (0.9, 0.999)) == (0.9, 0.999)
+    assert ow.optimizer.lr == pytest.approx(2.5e-3)
+    assert ow.clip_grad == dict(max_norm=5.0)
+    assert ow.constructor == 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
+    assert ow.paramwise_cfg == dict(layer_decay_rate=0.9)
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.begin, warmup.end) == ('LinearLR', 0, 20)
+    assert warmup.start_factor * ow.optimizer.lr == pytest.approx(5e-7)
+    assert (cosine.type, cosine.begin, cosine.end, cosine.T_max) == (
+        'CosineAnnealingLR', 20, 100, 80)
+    assert cosine.eta_min == pytest.approx(5e-7)
+    assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
+    assert cfg.train_cfg.max_epochs == 100
+    assert cfg.auto_scale_lr.base_batch_size == 1024
+
+
+def test_finetune_loads_a_converted_checkpoint_and_trains(tmp_path):
+    mae = tiny_mae(window=4)
+    path = tmp_path / 'converted.pth'
+    converted = convert_hivit_mm_greenmim({'state_dict': mae.state_dict()})
+    torch.save(dict(state_dict=converted), path)
+
+    cfg = load(FINETUNE)
+    model = tiny_classifier(cfg, str(path))
+    own = model.backbone.state_dict()
+    assert set(own) == set(strip(converted, 'backbone.'))  # nothing left random
+    for key, value in strip(converted, 'backbone.').items():
+        assert torch.equal(own[key], value), key
+
+    inputs = torch.randint(0, 256, (4, 3, IMG, IMG), dtype=torch.uint8)
+    samples = [DataSample().set_gt_label(i) for i in range(4)]
+    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
+    loss = sum(v for k, v in model(**data, mode='loss').items() if 'loss' in k)
+    assert torch.isfinite(loss)
+    ow = cpu_optim_wrapper(cfg, model)
+    before = model.head.fc.weight.detach().clone()
+    ow.update_params(loss)
+    assert not torch.equal(before, model.head.fc.weight)
+
+    # layer decay with SwinTransformer.get_layer_depth (SimMIM's rule): patch embedding
+    # 0, block j of stage i 1 + sum(depths[:i]) + j, PatchMerging with the last block of
+    # its stage, final norm and head sum(depths) + 1; no decay on 1-D and bias tables
+    num_layers = sum(TINY['depths']) + 2
+    lr = lambda layer: 2.5e-3 * 0.9**(num_layers - 1 - layer)  # noqa: E731
+    got = settings(ow, model)
+    assert set(got) == {n for n, _ in model.named_parameters()}
+    assert got['backbone.patch_embed.projection.weight'] == (lr(0), 0.05)
+    assert got['backbone.patch_embed.norm.weight'] == (lr(0), 0.)
+    assert got['backbone.stages.0.blocks.1.attn.w_msa.qkv.weight'] == (lr(2), 0.05)
+    assert got['backbone.stages.0.downsample.reduction.weight'] == (lr(2), 0.05)
+    assert got['backbone.stages.2.blocks.0.attn.w_msa.relative_position_bias_table'] == (
+        lr(5), 0.)
+    assert got['backbone.stages.3.blocks.1.ffn.layers.1.bias'] == (lr(8), 0.)
+    assert got['backbone.norm3.weight'] == (lr(9), 0.)
+    assert got['head.fc.weight'] == (lr(9), 0.05)
+
+
+# -- conversion: our checkpoints -------------------------------------------------------
+def test_ours_converts_strictly_into_mmpretrain_swin_with_identical_features():
+    mae = tiny_mae(window=4)
+    checkpoint = dict(state_dict=mae.state_dict(), meta=dict(), message_hub=dict())
+    converted = convert_hivit_mm_greenmim(checkpoint)
+    assert all(k.startswith('backbone.') for k in converted)
+    assert set(converted) == {k for k in mae.state_dict() if k.startswith('backbone.')}
+    assert 'backbone.norm3.weight' in converted  # the final encoder LayerNorm
+
+    swin = mmpretrain_swin(window=4)
+    swin.load_state_dict(strip(converted, 'backbone.'), strict=True)
+    x = images()
+    with torch.no_grad():
+        expected = mae.backbone(x, mask=None)
+        got = swin(x)
+    assert len(expected) == len(got) == 1 and got[0].shape == (2, 256, 4, 4)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-4, atol=1e-4)
+
+
+def test_ours_rejects_other_checkpoints():
+    state = tiny_mae(window=4).state_dict()
+    with pytest.raises(ValueError, match=r"'backbone.blocks.0.attn.qkv.weight', 'foo'"):
+        convert_hivit_mm_greenmim({**state, 'backbone.blocks.0.attn.qkv.weight':
+                                   torch.zeros(1), 'foo': torch.zeros(1)})
+    with pytest.raises(ValueError, match='no backbone'):
+        convert_hivit_mm_greenmim(
+            {k: v for k, v in state.items() if k.startswith('neck.')})
+
+
+# -- conversion: the official layout ---------------------------------------------------
+def official_index(m: int) -> torch.Tensor:
+    """The original Swin's relative position index of an m x m window."""
+    hw = torch.stack(torch.meshgrid(torch.arange(m), torch.arange(m), indexing='ij'))
+    hw = hw.flatten(1)  # 2, m*m
+    rel = (hw[:, :, None] - hw[:, None, :]).permute(1, 2, 0) + (m - 1)  # m*m, m*m, 2
+    return rel[..., 0] * (2 * m - 1) + rel[..., 1]
+
+
+def to_official_channels(t: torch.Tensor, order: str) -> torch.Tensor:
+    """mmcv's PatchMerging channels ``c * 4 + 2 * dh + dw`` to the official ``k * C + c``
+    with sub-token ``k`` in ``order``."""
+    channels = t.shape[-1] // 4
+    index = [c * 4 + 2 * dh + dw
+             for (dh, dw) in SUBTOKENS[order] for c in range(channels)]
+    return t[..., index]
+
+
+def crop_table(t: torch.Tensor, window: int, m: int) -> torch.Tensor:
+    """The centre ``(2m-1)**2`` entries of a ``(2M-1)**2`` bias table."""
+    span = 2 * window - 1
+    return t.view(span, span, -1)[window - m:window + m - 1,
+                                  window - m:window + m - 1].reshape(-1, t.shape[1])
+
+
+def to_official(state: Dict[str, torch.Tensor], order: str,
+                window: int) -> Dict[str, Dict[str, torch.Tensor]]:
+    """An official GreenMIM checkpoint of the tiny MAE: inverse renames, official
+    relative indices and tables of the windows of the release (a stage at most
+    ``window`` wide has a window of its side), PatchMerging channels in ``order``."""
+    official = {}
+    for key, value in state.items():
+        param = key.rpartition('.')[2]
+        if key.startswith('neck.decoder_blocks.'):
+            name = (key[len('neck.'):].replace('.ln1.', '.norm1.')
+                    .replace('.ln2.', '.norm2.').replace('.ffn.layers.0.0.', '.mlp.fc1.')
+                    .replace('.ffn.layers.1.', '.mlp.fc2.'))
+        elif key.startswith('neck.ln1.'):
+            name = 'decoder_norm.' + param
+        elif key.startswith('neck.'):
+            name = key[len('neck.'):]
+        elif key.startswith('backbone.patch_embed.projection.'):
+            name = 'encoder.patch_embed.proj.' + param
+        elif key.startswith('backbone.patch_embed.norm.'):
+            name = 'encoder.patch_embed.norm.' + param
+        elif key.startswith('backbone.norm3.'):
+            name = 'encoder.norm.' + param
+        else:
+            assert key.startswith('backbone.stages.'), key
+            stage = int(key.split('.')[2])
+            m = min(IMG // 4 >> stage, window)  # the release's window of the stage
+            name = ('encoder.layers.' + key[len('backbone.stages.'):]).replace(
+                '.attn.w_msa.', '.attn.').replace('.ffn.layers.0.0.', '.mlp.fc1.')
+            name = name.replace('.ffn.layers.1.', '.mlp.fc2.')
+            if name.endswith('relative_position_index'):
+                value = official_index(m)
+            elif name.endswith('relative_position_bias_table'):
+                value = crop_table(value, window, m)
+            elif '.downsample.' in name:
+                value = to_official_channels(value, order)
+        official[name] = value
+    official['encoder.layers.0.blocks.1.attn_mask'] = torch.zeros(4, 64, 64)  # Swin's
+    return {'model': official}
+
+
+def zero_unused_table_entries(model: nn.Module, window: int) -> None:
+    """Zero the bias-table entries a stage narrower than the window cannot use."""
+    with torch.no_grad():
+        for s, stage in enumerate(model.backbone.stages):
+            m = min(IMG // 4 >> s, window)
+            for block in stage.blocks:
+                table = block.attn.w_msa.relative_position_bias_table
+                kept = crop_table(table, window, m).clone()
+                table.zero_()
+                span, pad = 2 * window - 1, window - m
+                table.view(span, span, -1)[pad:span - pad, pad:span - pad] = kept.view(
+                    2 * m - 1, 2 * m - 1, -1)
+
+
+@pytest.mark.parametrize('order', ['row_first', 'swin'])
+def test_official_layout_converts_back_to_the_original(order):
+    """Window 8 at 128 px: the release shrinks the last stage's window to 4 (7x7 table),
+    which must land at the centre of the 15x15 table."""
+    mae = tiny_mae(window=8)
+    x = images()
+    with torch.no_grad():
+        before = mae.backbone(x, mask=None)[0]
+    zero_unused_table_entries(mae, window=8)
+    with torch.no_grad():  # the zeroed entries were not used
+        torch.testing.assert_close(mae.backbone(x, mask=None)[0], before)
+    original = mae.state_dict()
+    official = to_official(original, order, window=8)
+    table = 'encoder.layers.3.blocks.0.attn.relative_position_bias_table'
+    assert official['model'][table].shape == (49, 8)
+
+    converted = convert_official_greenmim(official, patch_merging_order=order,
+                                          keep_decoder=True)
+    assert list(converted) != [] and set(converted) == set(original)
+    for key, value in original.items():
+        assert torch.equal(converted[key], value), key
+    mae.load_state_dict(converted, strict=True)
+
+    backbone_only = convert_official_greenmim(official, patch_merging_order=order)
+    assert set(backbone_only) == {k for k in original if k.startswith('backbone.')}
+    # mmpretrain's Swin takes the result strictly (its index buffers included)
+    swin = mmpretrain_swin(window=8)
+    swin.load_state_dict(strip(backbone_only, 'backbone.'), strict=True)
+    assert torch.equal(swin.stages[3].blocks[0].attn.w_msa.relative_position_index,
+                       swin_relative_position_index(8))
+
+    # the other order gives other PatchMerging weights
+    other = 'swin' if order == 'row_first' else 'row_first'
+    wrong = convert_official_greenmim(official, patch_merging_order=other)
+    key = 'backbone.stages.0.downsample.reduction.weight'
+    assert not torch.equal(wrong[key], original[key])
+
+
+def test_extracted_official_backbone_converts():
+    """util/extract_backbone.py of the release: no `encoder.`, no decoder, no index."""
+    mae = tiny_mae(window=4)
+    official = to_official(mae.state_dict(), 'row_first', window=4)['model']
+    extracted = {k[len('encoder.'):]: v for k, v in official.items()
+                 if k.startswith('encoder.') and 'relative_position_index' not in k
+                 and 'attn_mask' not in k}
+    converted = convert_official_greenmim(extracted, window_size=4)
+    backbone = {k: v for k, v in mae.state_dict().items() if k.startswith('backbone.')}
+    assert set(converted) == set(backbone)
+    for key, value in backbone.items():
+        assert torch.equal(converted[key], value), key
+
+
+@pytest.mark.parametrize('order', ['row_first', 'swin'])
+def test_patch_merging_permutation_matches_the_official_merge(order):
+    """The official merge (sub-tokens concatenated in ``order``, then LayerNorm and a
+    bias-free Linear) equals mmcv's PatchMerging with the converted weights."""
+    gen = torch.Generator().manual_seed(0)
+    C, H, W = 3, 4, 6
+    x = torch.randn(2, H * W, C, generator=gen)
+    norm_w, norm_b = torch.randn(4 * C, generator=gen), torch.randn(4 * C, generator=gen)
+    reduction = torch.randn(2 * C, 4 * C, generator=gen)
+
+    grid = x.view(2, H, W, C)
+    merged = torch.cat([grid[:, dh::2, dw::2] for dh, dw in SUBTOKENS[order]], dim=-1)
+    merged = merged.view(2, -1, 4 * C)  # 2, H/2*W/2, 4C (raster)
+    expected = F.linear(F.layer_norm(merged, (4 * C, ), norm_w, norm_b), reduction)
+
+    merge = PatchMerging(in_channels=C, out_channels=2 * C, norm_cfg=dict(type='LN'),
+                         bias=False)
+    merge.load_state_dict({
+        'norm.weight': merging_channels_to_mmcv(norm_w, order),
+        'norm.bias': merging_channels_to_mmcv(norm_b, order),
+        'reduction.weight': merging_channels_to_mmcv(reduction, order),
+    }, strict=True)
+    with torch.no_grad():
+        out, size = merge(x, (H, W))
+    assert size == (H // 2, W // 2)
+    torch.testing.assert_close(out, expected)
+
+
+def test_official_conversion_errors():
+    official = to_official(tiny_mae(window=4).state_dict(), 'row_first', window=4)
+    state = dict(official['model'])
+    with pytest.raises(ValueError, match=r"\['encoder.head.weight', 'extra'\]"):
+        convert_official_greenmim({**state, 'encoder.head.weight': torch.zeros(1),
+                                   'extra': torch.zeros(1)})
+    with pytest.raises(ValueError, match="pass the model's window_size"):
+        convert_official_greenmim(state, window_size=3)
+    with pytest.raises(ValueError, match='patch_merging_order must be one of'):
+        convert_official_greenmim(state, patch_merging_order='column_first')
+    with pytest.raises(ValueError, match='no encoder keys'):
+        convert_official_greenmim({k: v for k, v in state.items()
+                                   if not k.startswith('encoder.')})
+
+
+def test_converter_cli(tmp_path):
+    cli = load_converter()
+    mae = tiny_mae(window=4)
+    ours = tmp_path / 'ours.pth'
+    torch.save(dict(state_dict=mae.state_dict(), meta=dict()), ours)
+    cli.main([str(ours), str(tmp_path / 'out' / 'a.pth')])
+    saved = torch.load(tmp_path / 'out' / 'a.pth', weights_only=False)
+    assert saved['meta']['source_layout'] == 'ours'
+    assert set(saved['state_dict']) == {k for k in mae.state_dict()
+                                        if k.startswith('backbone.')}
+
+    official = tmp_path / 'official.pth'
+    torch.save(to_official(mae.state_dict(), 'swin', window=4), official)
+    cli.main([str(official), str(tmp_path / 'b.pth'), '--source', 'official',
+              '--patch-merging-order', 'swin', '--keep-decoder'])
+    saved = torch.load(tmp_path / 'b.pth', weights_only=False)
+    assert saved['meta']['patch_merging_order'] == 'swin'
+    for key, value in mae.state_dict().items():
+        assert torch.equal(saved['state_dict'][key], value), key
+
+    with pytest.raises(SystemExit):  # official-only flags
+        cli.parse_args([str(ours), 'x.pth', '--keep-decoder'])
+
+
+# -- end to end ------------------------------------------------------------------------
+def losses(work_dir: Path) -> List[float]:
+    files = sorted(work_dir.glob('*/vis_data/scalars.json'))
+    assert len(files) == 1, files
+    records = [json.loads(line) for line in files[0].read_text().splitlines()]
+    return [r['loss'] for r in sorted(records, key=lambda r: r['step']) if 'loss' in r]
+
+
+def test_tiny_pretraining_end_to_end(tmp_path):
+    """tools/train.py on the tiny config (40 iterations): the loss falls clearly; the
+    checkpoint converts and initialises the fine-tuning classifier."""
+    data_root = tmp_path / 'shapes'
+    make_classification(data_root, 32, 0, img_size=IMG)
+    work_dir = tmp_path / 'work'
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='2',
+               PYTHONPATH=os.pathsep.join(
+                   p for p in (str(REPO), os.environ.get('PYTHONPATH')) if p))
+    env.pop('LOCAL_RANK', None)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'train.py'), str(TINY_CONFIG),
+         '--work-dir', str(work_dir), '--cfg-options',
+         f'train_dataloader.dataset.data_root={data_root}'],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+
+    loss = losses(work_dir)
+    assert len(loss) == 40 and all(math.isfinite(v) for v in loss)
+    first, last = sum(loss[:5]) / 5, sum(loss[-10:]) / 10
+    assert first > 0.9  # normalised pixels: about 1 before training
+    assert last < 0.85 * first, (first, last, loss)
+
+    checkpoint = work_dir / 'iter_40.pth'
+    assert checkpoint.is_file()
+    converted = tmp_path / 'backbone.pth'
+    load_converter().main([str(checkpoint), str(converted)])
+    trained = strip(torch.load(checkpoint, weights_only=False)['state_dict'],
+                    'backbone.')
+    model = tiny_classifier(load(FINETUNE), str(converted))
+    own = model.backbone.state_dict()
+    assert set(own) == set(trained)
+    for key, value in trained.items():
+        assert torch.equal(own[key], value), key
+    assert osp.getsize(converted) < osp.getsize(checkpoint)  # decoder and optimizer gone
