@@ -56,12 +56,7 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
 max_epochs = 30
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, betas=(0.9, 0.999)),
-    constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.85))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))  # no AMP on CPU
 param_scheduler = [
     dict(
         type='LinearLR',

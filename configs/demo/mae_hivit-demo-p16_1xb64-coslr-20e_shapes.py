@@ -44,31 +44,20 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 
 max_epochs = 20
-warmup_epochs = 2
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys=dict(
-            pos_embed=dict(decay_mult=0.), mask_token=dict(decay_mult=0.))))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1.5e-3))
 param_scheduler = [
     dict(
         type='LinearLR',
         start_factor=1e-3,
         by_epoch=True,
         begin=0,
-        end=warmup_epochs,
+        end=2,
         convert_to_iter_based=True),
     dict(
         type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
         eta_min=0.,
         by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
+        begin=2,
         convert_to_iter_based=True)
 ]
 train_cfg = dict(max_epochs=max_epochs)

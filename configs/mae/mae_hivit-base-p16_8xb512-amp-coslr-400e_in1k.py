@@ -16,12 +16,8 @@ _base_ = [
 # (`default_collate() got an unexpected keyword argument '_scope_'`): restate it here.
 train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
 
-max_epochs = 400
-warmup_epochs = 40
-
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
+    type='AmpOptimWrapper',  # loss_scale 'dynamic' by default
     optimizer=dict(
         type='AdamW', lr=1.6e-3, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(
@@ -30,25 +26,25 @@ optim_wrapper = dict(
         custom_keys=dict(
             pos_embed=dict(decay_mult=0.), mask_token=dict(decay_mult=0.))))
 
+# 40 warmup epochs, then cosine to 0 at the end of training (the cosine's end and
+# period default to train_cfg.max_epochs, so the 800e/1600e configs only change that)
 param_scheduler = [
     dict(
         type='LinearLR',
         start_factor=1e-4,
         by_epoch=True,
         begin=0,
-        end=warmup_epochs,
+        end=40,
         convert_to_iter_based=True),
     dict(
         type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
         eta_min=0.,
         by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
+        begin=40,
         convert_to_iter_based=True)
 ]
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=400)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -38,8 +38,7 @@ model = dict(
 # schedule: layer-wise lr decay; the depth of every parameter comes from the backbone
 # (HiViT.get_layer_depth), so no layer count is repeated here
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
+    type='AmpOptimWrapper',  # loss_scale 'dynamic' by default
     optimizer=dict(
         type='AdamW', lr=2e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
