@@ -816,13 +816,16 @@ class HiViT(BaseModule):
         B = x.shape[0]
         hp, wp = self._grid_of(tuple(x.shape[-2:]), 'input')
         units = self.forward_units(x)
-        maps = []
-        for side, tokens in zip((INNER, INNER // 2), units[:2]):
-            c = tokens.shape[-1]
+        maps = {}  # only the stages asked for (stage 3 pools stage 2)
+        for i in {min(i, 2) for i in self.out_indices}:
+            tokens = units[i]
+            if i == 2:
+                maps[2] = tokens.transpose(1, 2).reshape(B, -1, hp, wp)  # B, C, hp, wp
+                continue
+            side, c = tokens.shape[2], tokens.shape[-1]
             m = tokens.reshape(B, hp, wp, side, side, c)  # B, hp, wp, s, s, C
-            maps.append(m.permute(0, 5, 1, 3, 2, 4).reshape(
-                B, c, hp * side, wp * side))  # B, C, hp*s, wp*s
-        maps.append(units[2].transpose(1, 2).reshape(B, -1, hp, wp))  # B, C, hp, wp
+            maps[i] = m.permute(0, 5, 1, 3, 2, 4).reshape(B, c, hp * side,
+                                                           wp * side)  # B, C, H/s', W/s'
         outs = []
         for i in self.out_indices:
             out = F.max_pool2d(maps[2], 2) if i == 3 else maps[i]
