@@ -3,7 +3,8 @@
 
 Both scripts run as subprocesses in ``--tiny`` mode (tiny archs, 64-px images, one
 timed iteration). Only the structure of the output is checked: the table rows and the
-JSON fields. Timings are never asserted.
+JSON fields. Timings are never asserted. The shared helpers of
+``hivit_mm.utils.benchmark`` are tested directly.
 """
 import importlib.util
 import json
@@ -24,10 +25,15 @@ BACKBONE = TOOLS / 'benchmark_backbone.py'
 PRETRAIN = TOOLS / 'benchmark_pretrain.py'
 TIMEOUT = 600  # seconds per subprocess; a tiny run takes ~20 s on 2 busy cores
 PRETRAIN_MODELS = [
-    'hivit-mae', 'hivit-mae-nofuse', 'mmpretrain-maehivit', 'mmpretrain-mae-vit',
-    'mmpretrain-simmim-swin', 'greenmim-swin'
+    'hivit-mae', 'hivit-mae-nofuse', 'mmpretrain-maehivit', 'mmpretrain-maehivit-b24',
+    'mmpretrain-mae-vit', 'mmpretrain-simmim-swin', 'greenmim-swin'
 ]
 OPTIONAL = {'greenmim-swin'}
+DEVICES = [
+    'cpu',
+    pytest.param('cuda', marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='needs a CUDA device'))
+]
 
 
 def _run(script: Path, *args: str) -> str:
@@ -66,11 +72,7 @@ def _check_timing_fields(row: dict, iters: int) -> None:
     assert row['params_m'] > 0
 
 
-@pytest.mark.parametrize('device', [
-    'cpu',
-    pytest.param('cuda', marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason='needs a CUDA device'))
-])
+@pytest.mark.parametrize('device', DEVICES)
 def test_benchmark_backbone_tiny(tmp_path, device):
     out_json = tmp_path / 'backbone.json'
     out = _run(BACKBONE, '--tiny', '--device', device, '--json', str(out_json))
@@ -141,11 +143,7 @@ def _check_pretrain_doc(doc: dict, names: List[str], device: str) -> None:
             assert all(v >= 0 for v in r['timings_ms_per_step'].values())
 
 
-@pytest.mark.parametrize('device', [
-    'cpu',
-    pytest.param('cuda', marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason='needs a CUDA device'))
-])
+@pytest.mark.parametrize('device', DEVICES)
 def test_benchmark_pretrain_tiny(tmp_path, device):
     out_json = tmp_path / 'pretrain.json'
     out = _run(PRETRAIN, '--tiny', '--device', device, '--json', str(out_json))
@@ -155,6 +153,12 @@ def test_benchmark_pretrain_tiny(tmp_path, device):
     assert [r[0] for r in rows] == [r['name'] for r in doc['results']]
     assert all(len(r) == 9 for r in rows)
     assert rows[0][0] == 'hivit-mae' and rows[0][7] == '1.00'  # ours = 1.00
+    # mmpretrain's MAEHiViT-B as shipped ([2, 2, 24]) runs next to the [2, 2, 20] one
+    assert [r[0] for r in rows][2:4] == [
+        'mmpretrain-maehivit', 'mmpretrain-maehivit-b24'
+    ]
+    b24 = next(r for r in doc['results'] if r['name'] == 'mmpretrain-maehivit-b24')
+    assert b24['model'] == 'mmpretrain MAEHiViT-B as shipped ([2,2,24])'
     for s in doc['skipped']:
         assert f'skipped {s["name"]}' in out
     if device == 'cuda':
@@ -184,6 +188,47 @@ def test_benchmark_pretrain_interleaved_subset(tmp_path):
     assert [r[0] for r in _table_rows(out)] == names
     ours = next(r for r in doc['results'] if r['name'] == 'hivit-mae')
     assert ours['speed_ratio_vs_ours'] == 1.0
+
+
+def test_maehivit_b24_is_mmpretrain_base():
+    """Full size: mmpretrain's own ``arch='base'`` ([2, 2, 24]), a fresh out_indices."""
+    from mmpretrain.registry import MODELS
+    bench = _load(PRETRAIN)
+    make_cfg = bench.SPECS['mmpretrain-maehivit-b24'].make_cfg
+    cfg, again = make_cfg(False), make_cfg(False)
+    assert cfg.backbone.type == 'MAEHiViT' and cfg.backbone.arch == 'base'
+    assert cfg.backbone.out_indices == [23]
+    assert cfg.backbone.out_indices is not again.backbone.out_indices
+    assert cfg.neck.embed_dim == 512
+    ours_size = bench.SPECS['mmpretrain-maehivit'].make_cfg(False).backbone
+    assert ours_size.arch == dict(embed_dims=512, depths=[2, 2, 20], num_heads=8)
+    assert ours_size.out_indices == [19]
+    backbone = MODELS.build(cfg.backbone)
+    assert list(backbone.depths) == [2, 2, 24] and backbone.out_indices == [23]
+    params_m = sum(p.numel() for p in backbone.parameters()) / 1e6
+    assert 78 < params_m < 80
+
+
+def test_shared_helpers():
+    from hivit_mm.utils import benchmark as bm
+    cpu = torch.device('cpu')
+    stats = bm.summarize([30., 10., 20.], batch=4)
+    assert list(stats) == ['img_per_s', 'ms_median', 'ms_mean', 'ms_min', 'ms_all']
+    assert stats['img_per_s'] == pytest.approx(200.)  # 4 images in 20 ms
+    assert (stats['ms_median'], stats['ms_mean'], stats['ms_min']) == (20., 20., 10.)
+    assert stats['ms_all'] == [30., 10., 20.]
+    calls = []
+    times = bm.time_steps(lambda: calls.append('step'), 2, 3, cpu,
+                          before_timed=lambda: calls.append('reset'))
+    assert calls == ['step'] * 2 + ['reset'] + ['step'] * 3
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert bm.timed_call(lambda: 7, cpu)[0] == 7
+    assert bm.peak_memory_mib(cpu) is None and bm.reset_peak_memory(cpu) == 0
+    assert bm.format_or_na(None, '.0f') == 'n/a'
+    assert bm.format_or_na(2.5, '.2f') == '2.50'
+    assert bm.markdown_table(['a', 'bb'], [['xyz', 1]]).splitlines() == [
+        '| a   | bb |', '|-----|----|', '| xyz | 1  |']
+    assert bm.environment(cpu)['device'] == 'cpu'
 
 
 def test_simmim_masks_match_mmpretrain_generator():

@@ -29,15 +29,8 @@ Examples::
     python tools/analysis_tools/benchmark_backbone.py --batch-size 128
 """
 import argparse
-import gc
-import json
-import os
 import os.path as osp
-import platform
-import statistics
 import sys
-import time
-from contextlib import nullcontext
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -46,6 +39,8 @@ import torch.nn as nn
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, REPO)
+
+from hivit_mm.utils import benchmark as bm  # noqa: E402
 
 ARCHS = {
     # name: (arch dict, image size)
@@ -58,6 +53,7 @@ ARCHS = {
     # 6 blocks or its last-block index selects a stem module.
     'smoke': (dict(embed_dims=64, depths=[1, 1, 7], num_heads=2), 64),
 }
+WARMUP, ITERS = (1, 10), (5, 50)  # default iterations per model: (CPU, CUDA)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -70,32 +66,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--img-size', type=int, default=None,
                         help='input side in pixels, a multiple of 16 (default: 224; '
                         '64 with --tiny)')
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--warmup', type=int, default=None,
-                        help='untimed iterations per model (default: 1 on CPU, 10 on '
-                        'CUDA)')
-    parser.add_argument('--iters', type=int, default=None,
-                        help='timed iterations per model (default: 5 on CPU, 50 on '
-                        'CUDA)')
-    parser.add_argument('--device', default=None,
-                        help='cpu or cuda[:i] (default: cuda if available)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch.set_num_threads (default: 2 on CPU, unchanged on '
-                        'CUDA)')
     parser.add_argument('--no-rpe', action='store_true',
                         help='turn the relative position bias off in both models')
-    parser.add_argument('--fp32', action='store_true',
-                        help='no bf16 autocast on CUDA')
     parser.add_argument('--models', nargs='+', default=['ours', 'mmpretrain'],
                         choices=['ours', 'mmpretrain'], help='subset to run')
-    parser.add_argument('--interleave', action='store_true',
-                        help='build all models first and time their iterations in '
-                        'turn (fairer on a shared machine; no peak memory)')
-    parser.add_argument('--tiny', action='store_true',
-                        help='smoke mode: tiny arch, 64 px, batch 2, 1 warm-up and 1 '
-                        'timed iteration (for tests; figures are meaningless)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--json', default=None, help='write the results to this file')
+    bm.add_common_args(
+        parser, unit='iterations', warmup=WARMUP, iters=ITERS,
+        tiny_help='smoke mode: tiny arch, 64 px, batch 2, 1 warm-up and 1 timed '
+        'iteration (for tests; figures are meaningless)')
     args = parser.parse_args(argv)
     if args.tiny:
         args.arch = 'smoke'
@@ -103,21 +81,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.batch_size = 2
         args.warmup = 1 if args.warmup is None else args.warmup
         args.iters = 1 if args.iters is None else args.iters
-    if args.device is None:
-        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    cuda = args.device.startswith('cuda')
     if args.img_size is None:
         args.img_size = ARCHS[args.arch][1]
     if args.img_size % 16:
         parser.error(f'--img-size must be a multiple of 16, got {args.img_size}')
-    if args.warmup is None:
-        args.warmup = 10 if cuda else 1
-    if args.iters is None:
-        args.iters = 50 if cuda else 5
-    if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
-        parser.error('--iters and --batch-size must be >= 1, --warmup >= 0')
-    if args.threads is None and not cuda:
-        args.threads = 2
+    bm.resolve_common_args(parser, args, warmup=WARMUP, iters=ITERS)
     args.models = list(dict.fromkeys(args.models))
     return args
 
@@ -164,11 +132,6 @@ DESCRIPTIONS = {
 # ----------------------------------------------------------------------------
 # Timing
 # ----------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 class Runner:
     """One model's training-mode forward + backward on a fixed batch."""
 
@@ -178,54 +141,34 @@ class Runner:
         self.images = images
         self.autocast = autocast
         self.out_shape = None
-        self.times: List[float] = []
+        self.times: List[float] = []  # ms
 
     def step(self) -> None:
         self.model.zero_grad(set_to_none=True)
-        ctx = torch.autocast('cuda', dtype=torch.bfloat16) if self.autocast else (
-            nullcontext())
-        with ctx:
+        with bm.autocast_context(self.autocast):
             out = self.model(self.images)[-1]
         self.out_shape = tuple(out.shape)
         out.float().mean().backward()
 
     def timed_step(self) -> None:
-        device = self.images.device
-        _sync(device)
-        t0 = time.perf_counter()
-        self.step()
-        _sync(device)
-        self.times.append(time.perf_counter() - t0)
+        self.times.append(bm.timed_call(self.step, self.images.device)[1])
 
 
 def time_model(runner: Runner, warmup: int, iters: int) -> Optional[float]:
     """``warmup`` untimed then ``iters`` timed steps; returns the CUDA peak (MiB)."""
     device = runner.images.device
-    for _ in range(warmup):
-        runner.step()
-    _sync(device)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(iters):
-        runner.timed_step()
+    runner.times += bm.time_steps(runner.step, warmup, iters, device,
+                                  before_timed=lambda: bm.reset_peak_memory(device))
     runner.model.zero_grad(set_to_none=True)
-    return (torch.cuda.max_memory_allocated(device) /
-            2**20 if device.type == 'cuda' else None)
+    return bm.peak_memory_mib(device)
 
 
 def summarise(name: str, runner: Runner, peak: Optional[float], batch: int) -> dict:
-    times = runner.times
-    params = sum(p.numel() for p in runner.model.parameters())
-    med = statistics.median(times)
     return dict(
         name=name,
         model=DESCRIPTIONS[name],
-        params_m=round(params / 1e6, 3),
-        img_per_s=batch / med,
-        ms_median=1e3 * med,
-        ms_mean=1e3 * statistics.fmean(times),
-        ms_min=1e3 * min(times),
-        ms_all=[round(1e3 * t, 3) for t in times],
+        params_m=bm.count_params_m(runner.model),
+        **bm.summarize(runner.times, batch),
         peak_mem_mib=peak,
         out_shape=list(runner.out_shape),
     )
@@ -234,41 +177,15 @@ def summarise(name: str, runner: Runner, peak: Optional[float], batch: int) -> d
 def format_table(rows: List[dict], mem_label: str) -> str:
     head = ['model', 'params (M)', 'img/s', 'ms/iter (median)', 'mean', 'min',
             mem_label]
-    body = [[
-        r['name'], f'{r["params_m"]:.2f}', f'{r["img_per_s"]:.2f}',
-        f'{r["ms_median"]:.1f}', f'{r["ms_mean"]:.1f}', f'{r["ms_min"]:.1f}',
-        'n/a' if r['peak_mem_mib'] is None else f'{r["peak_mem_mib"]:.0f}'
-    ] for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: '| ' + ' | '.join(  # noqa: E731
-        str(c).ljust(w) for c, w in zip(cells, widths)) + ' |'
-    sep = '|-' + '-|-'.join('-' * w for w in widths) + '-|'
-    return '\n'.join([line(head), sep] + [line(b) for b in body])
-
-
-def environment(device: torch.device) -> dict:
-    env = dict(
-        torch=torch.__version__,
-        python=platform.python_version(),
-        device=str(device),
-        threads=torch.get_num_threads(),
-        cpu=platform.processor() or platform.machine(),
-        cpu_count=os.cpu_count(),
-    )
-    if device.type == 'cuda':
-        env['device_name'] = torch.cuda.get_device_name(device)
-    return env
+    body = [
+        bm.speed_cells(r) + [bm.format_or_na(r['peak_mem_mib'], '.0f')] for r in rows
+    ]
+    return bm.markdown_table(head, body)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    from mmengine.logging import MMLogger
-    # Quiet: init_weights would log every parameter's initialisation.
-    MMLogger.get_instance('benchmark_backbone', log_level='WARNING')
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    autocast = device.type == 'cuda' and not args.fp32
+    device, autocast = bm.setup_run(args, 'benchmark_backbone')
     arch = ARCHS[args.arch][0]
     rpe = not args.no_rpe
     torch.manual_seed(args.seed)
@@ -276,9 +193,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                          device=device)
 
     print(f'HiViT backbone forward+backward: arch {args.arch} {arch}, rpe {rpe}, '
-          f'img {args.img_size}, batch {args.batch_size}, device {device}, dtype '
-          f'{"bf16 autocast" if autocast else "fp32"}, threads '
-          f'{torch.get_num_threads()}, warmup {args.warmup}, iters {args.iters}'
+          f'img {args.img_size}, batch {args.batch_size}, '
+          f'{bm.settings_text(args, device, autocast)}'
           f'{", iterations interleaved" if args.interleave else ""}', flush=True)
 
     def build(name: str) -> Runner:
@@ -308,9 +224,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             print(f'  {name}: {rows[-1]["img_per_s"]:.2f} img/s, output '
                   f'{runner.out_shape}', flush=True)
             del runner
-            gc.collect()
-            if device.type == 'cuda':
-                torch.cuda.empty_cache()
+            bm.free_memory(device)
 
     by_name = {r['name']: r for r in rows}
     if len({tuple(r['out_shape']) for r in rows}) > 1:
@@ -338,21 +252,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
         arch_cfg=arch,
         rpe=rpe,
         img_size=args.img_size,
-        batch_size=args.batch_size,
-        warmup=args.warmup,
-        iters=args.iters,
-        interleaved=args.interleave,
-        dtype='bf16-autocast' if autocast else 'fp32',
-        env=environment(device),
+        **bm.run_settings(args, autocast),
+        env=bm.environment(device),
         results=rows,
         ratio_ours_over_mmpretrain=ratio,
     )
-    if args.json:
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
-        print(f'results written to {args.json}')
-    return result
+    return bm.save_result(result, args.json)
 
 
 if __name__ == '__main__':

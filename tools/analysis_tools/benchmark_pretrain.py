@@ -16,6 +16,9 @@ Models, all at the same batch and 224 px, built through mmpretrain's registry:
 * ``mmpretrain-maehivit``: mmpretrain ``MAEHiViT`` from its config
   ``mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k.py``, arch overridden to
   ``[2, 2, 20]`` (mmpretrain's ``'base'`` is ``[2, 2, 24]``).
+* ``mmpretrain-maehivit-b24``: the same config as shipped, with mmpretrain's own
+  ``arch='base'`` (``[2, 2, 24]``, 79M; the project's stated baseline). With ``--tiny``
+  it has the tiny arch of ``mmpretrain-maehivit``.
 * ``mmpretrain-mae-vit``: mmpretrain MAE ViT-B/16,
   ``mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py``.
 * ``mmpretrain-simmim-swin``: mmpretrain SimMIM Swin-B from
@@ -57,13 +60,11 @@ Examples::
 """
 import argparse
 import copy
-import gc
 import importlib
 import json
 import math
 import os
 import os.path as osp
-import platform
 import statistics
 import subprocess
 import sys
@@ -71,14 +72,15 @@ import tempfile
 import threading
 import time
 import traceback
-from contextlib import nullcontext
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, REPO)
+
+from hivit_mm.utils import benchmark as bm  # noqa: E402
 
 OURS = 'hivit-mae'
 IMG_SIZE, TINY_IMG_SIZE = 224, 64
@@ -89,6 +91,7 @@ MMPRETRAIN_CONFIGS = {
     'simmim': 'simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py',
 }
 HIVIT_B = dict(embed_dims=512, depths=[2, 2, 20], num_heads=8)
+WARMUP, ITERS = (1, 5), (3, 20)  # default steps per model: (CPU, CUDA)
 SELFSUP_PREPROCESSOR = dict(
     type='SelfSupDataPreprocessor',
     mean=[123.675, 116.28, 103.53],
@@ -133,12 +136,17 @@ def cfg_hivit_mae(tiny: bool, fuse: bool = True):
     return model
 
 
-def cfg_mmpretrain_maehivit(tiny: bool):
+def cfg_mmpretrain_maehivit(tiny: bool, arch: Union[str, dict] = HIVIT_B):
+    """mmpretrain's MAEHiViT config with ``arch``: a dict, or the name of one of
+    mmpretrain's own archs (its ``'base'`` is ``[2, 2, 24]``). ``tiny`` overrides it."""
+    from mmpretrain.models.selfsup.mae import MAEHiViT
     model = _mmpretrain_config('maehivit')
     bb, neck = model.backbone, model.neck
-    arch = dict(embed_dims=64, depths=[1, 1, 2], num_heads=2) if tiny else HIVIT_B
+    if tiny:
+        arch = dict(embed_dims=64, depths=[1, 1, 2], num_heads=2)
+    depths = (MAEHiViT.arch_zoo[arch] if isinstance(arch, str) else arch)['depths']
     # A fresh out_indices list: mmpretrain writes the last main-block index into it.
-    bb.update(arch=copy.deepcopy(arch), out_indices=[arch['depths'][-1] - 1])
+    bb.update(arch=copy.deepcopy(arch), out_indices=[depths[-1] - 1])
     if tiny:
         bb.img_size = TINY_IMG_SIZE
         neck.update(num_patches=(TINY_IMG_SIZE // 16)**2, embed_dim=64,
@@ -227,6 +235,9 @@ SPECS: Dict[str, Spec] = {
                              lambda tiny: cfg_hivit_mae(tiny, fuse=False)),
     'mmpretrain-maehivit': Spec('mmpretrain MAEHiViT-B [2,2,20]',
                                 cfg_mmpretrain_maehivit),
+    'mmpretrain-maehivit-b24': Spec(
+        'mmpretrain MAEHiViT-B as shipped ([2,2,24])',
+        lambda tiny: cfg_mmpretrain_maehivit(tiny, arch='base')),
     'mmpretrain-mae-vit': Spec('mmpretrain MAE ViT-B/16', cfg_mmpretrain_maevit),
     'mmpretrain-simmim-swin': Spec('mmpretrain SimMIM Swin-B, window 7, 224 px',
                                    cfg_mmpretrain_simmim, simmim_mask=True),
@@ -311,11 +322,9 @@ class PeakMemory:
             self.peak = max(self.peak, self.read())
 
     def __enter__(self) -> 'PeakMemory':
-        gc.collect()
+        bm.free_memory(self.device)
         if self.device.type == 'cuda':
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
+            self.base = bm.reset_peak_memory(self.device)
         elif self.read is not None:
             self.base = self.peak = self.read()
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -332,7 +341,7 @@ class PeakMemory:
     def mib(self) -> Optional[float]:
         """Peak above the start of the span, in MiB (None if unmeasurable)."""
         if self.device.type == 'cuda':
-            return (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20
+            return bm.peak_memory_mib(self.device, self.base)
         if self.read is None:
             return None
         return (self.peak - self.base) / 2**20
@@ -366,11 +375,6 @@ def _step_timer(backbone) -> Optional[Callable[[], Dict[str, float]]]:
     return pop_timings
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 class Job:
     """One model's training step: model, AdamW, data and the timings so far."""
 
@@ -387,12 +391,12 @@ class Job:
         self.model = MODELS.build(self.spec.make_cfg(args.tiny))
         self.model.init_weights()
         self.model.to(device).train()
-        self.params = sum(p.numel() for p in self.model.parameters())
+        self.params_m = bm.count_params_m(self.model)
         self.optim_wrapper = OptimWrapper(torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05))
         self.timer = _step_timer(self.model.backbone)
-        self.times: List[float] = []
+        self.times: List[float] = []  # ms
         self.timings: Dict[str, List[float]] = {}
         self.loss = float('nan')
 
@@ -403,9 +407,7 @@ class Job:
     def step(self, data: dict) -> dict:
         """``BaseModel.train_step`` with bf16 autocast (CUDA) and no loss scaler."""
         model = self.model
-        ctx = torch.autocast('cuda', dtype=torch.bfloat16) if self.autocast else (
-            nullcontext())
-        with ctx:
+        with bm.autocast_context(self.autocast):
             data = model.data_preprocessor(data, True)
             losses = model._run_forward(data, mode='loss')
         loss, log_vars = model.parse_losses(losses)
@@ -416,28 +418,19 @@ class Job:
         data = self.batch()
         if self.timer is not None:
             self.timer()  # drop what the batch making or warm-up left
-        _sync(self.device)
-        t0 = time.perf_counter()
-        log_vars = self.step(data)
-        _sync(self.device)
-        self.times.append(time.perf_counter() - t0)
+        log_vars, ms = bm.timed_call(lambda: self.step(data), self.device)
+        self.times.append(ms)
         if self.timer is not None:
             for k, v in self.timer().items():
                 self.timings.setdefault(k, []).append(v)
         self.loss = float(torch.as_tensor(log_vars['loss']).detach())
 
     def row(self, peak: Optional[float]) -> dict:
-        times = self.times
-        med = statistics.median(times)
         row = dict(
             name=self.name,
             model=self.spec.title,
-            params_m=round(self.params / 1e6, 3),
-            img_per_s=self.batch_size / med,
-            ms_median=1e3 * med,
-            ms_mean=1e3 * statistics.fmean(times),
-            ms_min=1e3 * min(times),
-            ms_all=[round(1e3 * t, 3) for t in times],
+            params_m=self.params_m,
+            **bm.summarize(self.times, self.batch_size),
             peak_mem_mib=peak,
             loss=self.loss,
         )
@@ -448,9 +441,7 @@ class Job:
 
     def close(self) -> None:
         del self.model, self.optim_wrapper, self.timer
-        gc.collect()
-        if self.device.type == 'cuda':
-            torch.cuda.empty_cache()
+        bm.free_memory(self.device)
 
 
 def run_model(name: str, args: argparse.Namespace, device: torch.device) -> dict:
@@ -540,32 +531,47 @@ def add_ratios(rows: List[dict]) -> Optional[str]:
 def format_table(rows: List[dict], mem_label: str) -> str:
     head = ['model', 'params (M)', 'img/s', 'ms/step (median)', 'mean', 'min',
             mem_label, 'speed vs ours', 'mem vs ours']
-    fmt = lambda v, f: 'n/a' if v is None else format(v, f)  # noqa: E731
-    body = [[
-        r['name'], f'{r["params_m"]:.2f}', f'{r["img_per_s"]:.2f}',
-        f'{r["ms_median"]:.1f}', f'{r["ms_mean"]:.1f}', f'{r["ms_min"]:.1f}',
-        fmt(r['peak_mem_mib'], '.0f'),
-        f'{r["speed_ratio_vs_ours"]:.2f}', fmt(r['mem_ratio_vs_ours'], '.2f')
-    ] for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: '| ' + ' | '.join(  # noqa: E731
-        str(c).ljust(w) for c, w in zip(cells, widths)) + ' |'
-    sep = '|-' + '-|-'.join('-' * w for w in widths) + '-|'
-    return '\n'.join([line(head), sep] + [line(b) for b in body])
+    body = [
+        bm.speed_cells(r) + [
+            bm.format_or_na(r['peak_mem_mib'], '.0f'),
+            f'{r["speed_ratio_vs_ours"]:.2f}',
+            bm.format_or_na(r['mem_ratio_vs_ours'], '.2f'),
+        ] for r in rows
+    ]
+    return bm.markdown_table(head, body)
 
 
-def environment(device: torch.device) -> dict:
-    env = dict(
-        torch=torch.__version__,
-        python=platform.python_version(),
-        device=str(device),
-        threads=torch.get_num_threads(),
-        cpu=platform.processor() or platform.machine(),
-        cpu_count=os.cpu_count(),
+def report_results(rows: List[dict], skipped: List[dict], args: argparse.Namespace,
+                   device: torch.device, autocast: bool) -> dict:
+    """Add the ratios to ``rows`` and print the table and notes.
+
+    Returns:
+        dict: The JSON document of the run.
+    """
+    ref = add_ratios(rows)
+    mem_label = ('peak alloc (MiB)' if device.type == 'cuda' else 'peak RSS +(MiB)')
+    print()
+    if rows:
+        print(format_table(rows, mem_label))
+        print(f'ratios: img/s and peak memory relative to {ref} (= 1.00)')
+    for r in rows:
+        for k, v in (r.get('timings_ms_per_step') or {}).items():
+            print(f'{r["name"]}: {k} {v:.1f} ms per step (included in the step time)')
+    for s in skipped:
+        print(f'skipped {s["name"]}: {s["reason"]}')
+    return dict(
+        benchmark='mim_pretrain_step',
+        img_size=TINY_IMG_SIZE if args.tiny else IMG_SIZE,
+        **bm.run_settings(args, autocast, tiny=args.tiny, isolated=args.isolate),
+        optimizer='AdamW(lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05), no clipping',
+        memory=('torch.cuda.max_memory_allocated above the allocation before the model '
+                'was built' if device.type == 'cuda' else
+                'peak RSS growth from before the model was built (5 ms sampling)'),
+        reference=ref,
+        env=bm.environment(device),
+        results=rows,
+        skipped=skipped,
     )
-    if device.type == 'cuda':
-        env['device_name'] = torch.cuda.get_device_name(device)
-    return env
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -574,42 +580,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'AdamW) for our HiViT-MAE and mmpretrain baselines')
     parser.add_argument('--models', nargs='+', default=list(SPECS),
                         choices=list(SPECS), help='subset to run (default: all)')
-    parser.add_argument('--batch-size', type=int, default=None,
-                        help='default 8 (2 with --tiny)')
-    parser.add_argument('--warmup', type=int, default=None,
-                        help='untimed steps per model (default: 1 on CPU, 5 on CUDA)')
-    parser.add_argument('--iters', type=int, default=None,
-                        help='timed steps per model (default: 3 on CPU, 20 on CUDA)')
-    parser.add_argument('--device', default=None,
-                        help='cpu or cuda[:i] (default: cuda if available)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch.set_num_threads (default: 2 on CPU, unchanged on '
-                        'CUDA)')
-    parser.add_argument('--fp32', action='store_true', help='no bf16 autocast on CUDA')
     parser.add_argument('--isolate', action='store_true',
                         help='run each model in a fresh process (clean memory figures)')
-    parser.add_argument('--interleave', action='store_true',
-                        help='build all models first and time their steps in turn '
-                        '(fairer timings on a shared machine; no memory figures)')
-    parser.add_argument('--tiny', action='store_true',
-                        help='smoke mode: tiny archs, 64 px images, batch 2, 0 warm-up '
-                        'and 1 timed step (for tests; figures are meaningless)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--json', default=None, help='write the results to this file')
+    bm.add_common_args(
+        parser, unit='steps', warmup=WARMUP, iters=ITERS, batch_size=None,
+        batch_size_help='default 8 (2 with --tiny)',
+        tiny_help='smoke mode: tiny archs, 64 px images, batch 2, 0 warm-up and 1 '
+        'timed step (for tests; figures are meaningless)')
     args = parser.parse_args(argv)
-    if args.device is None:
-        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    cuda = args.device.startswith('cuda')
     if args.batch_size is None:
         args.batch_size = 2 if args.tiny else 8
-    if args.warmup is None:
-        args.warmup = 0 if args.tiny else 5 if cuda else 1
-    if args.iters is None:
-        args.iters = 1 if args.tiny else 20 if cuda else 3
-    if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
-        parser.error('--iters and --batch-size must be >= 1, --warmup >= 0')
-    if args.threads is None and not cuda:
-        args.threads = 2
+    if args.tiny:
+        args.warmup = 0 if args.warmup is None else args.warmup
+        args.iters = 1 if args.iters is None else args.iters
+    bm.resolve_common_args(parser, args, warmup=WARMUP, iters=ITERS)
     if args.isolate and args.interleave:
         parser.error('--isolate and --interleave exclude each other')
     args.models = list(dict.fromkeys(args.models))
@@ -618,17 +602,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    from mmengine.logging import MMLogger
-    # Quiet: init_weights would log every parameter's initialisation.
-    MMLogger.get_instance('benchmark_pretrain', log_level='WARNING')
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    autocast = device.type == 'cuda' and not args.fp32
+    device, autocast = bm.setup_run(args, 'benchmark_pretrain')
     img_size = TINY_IMG_SIZE if args.tiny else IMG_SIZE
-    print(f'MIM pre-training step: batch {args.batch_size}, img {img_size}, device '
-          f'{device}, dtype {"bf16 autocast" if autocast else "fp32"}, threads '
-          f'{torch.get_num_threads()}, warmup {args.warmup}, iters {args.iters}'
+    print(f'MIM pre-training step: batch {args.batch_size}, img {img_size}, '
+          f'{bm.settings_text(args, device, autocast)}'
           f'{", tiny archs" if args.tiny else ""}'
           f'{", one process per model" if args.isolate else ""}'
           f'{", steps interleaved" if args.interleave else ""}', flush=True)
@@ -668,42 +645,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         for r in new_rows:
             report(r)
 
-    ref = add_ratios(rows)
-    mem_label = ('peak alloc (MiB)' if device.type == 'cuda' else 'peak RSS +(MiB)')
-    print()
-    if rows:
-        print(format_table(rows, mem_label))
-        print(f'ratios: img/s and peak memory relative to {ref} (= 1.00)')
-    for r in rows:
-        for k, v in (r.get('timings_ms_per_step') or {}).items():
-            print(f'{r["name"]}: {k} {v:.1f} ms per step (included in the step time)')
-    for s in skipped:
-        print(f'skipped {s["name"]}: {s["reason"]}')
-    result = dict(
-        benchmark='mim_pretrain_step',
-        img_size=img_size,
-        batch_size=args.batch_size,
-        warmup=args.warmup,
-        iters=args.iters,
-        tiny=args.tiny,
-        isolated=args.isolate,
-        interleaved=args.interleave,
-        dtype='bf16-autocast' if autocast else 'fp32',
-        optimizer='AdamW(lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05), no clipping',
-        memory=('torch.cuda.max_memory_allocated above the allocation before the model '
-                'was built' if device.type == 'cuda' else
-                'peak RSS growth from before the model was built (5 ms sampling)'),
-        reference=ref,
-        env=environment(device),
-        results=rows,
-        skipped=skipped,
-    )
-    if args.json:
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
-        print(f'results written to {args.json}')
-    return result
+    return bm.save_result(report_results(rows, skipped, args, device, autocast),
+                          args.json)
 
 
 if __name__ == '__main__':
