@@ -68,11 +68,11 @@ STAGES = (
           'hivit-demo-p16_1xb32-coslr-30e_shapes-10pct.py', None,
           {'accuracy/top1': 'top-1 (%)'}, options=['model.backbone.init_cfg=None']),
     Stage('det', 'Mask R-CNN from the MAE checkpoint',
-          'mask-rcnn_hivit-demo-p16_fpn-12e_shapes.py', 'mae',
+          'mask-rcnn_hivit-demo-p16_fpn-4e_shapes.py', 'mae',
           {'coco/bbox_mAP': 'bbox mAP', 'coco/bbox_mAP_50': 'bbox mAP@50',
            'coco/segm_mAP': 'segm mAP'}, pictures='det'),
     Stage('seg', 'UperNet from the fine-tuned checkpoint',
-          'upernet_hivit-demo-p16_1xb8-2k_shapes-128x128.py', 'ft_mae',
+          'upernet_hivit-demo-p16_1xb8-800i_shapes-128x128.py', 'ft_mae',
           {'mIoU': 'mIoU (%)', 'aAcc': 'pixel acc. (%)'}, pictures='seg'),
 )
 

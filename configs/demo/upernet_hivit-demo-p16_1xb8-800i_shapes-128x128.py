@@ -4,7 +4,7 @@
 # resized on load from the 4x4 grid of the 64-px classifier to the 8x8 grid of the
 # 128-px crop, UPerHead on the four stages, auxiliary FCN head on the main stage, AdamW
 # with layer-wise lr decay, warmup then poly, slide inference) shrunk: the demo HiViT,
-# 128/64-channel heads, full precision, batch 8, 2k iterations.
+# 128/64-channel heads, full precision, batch 8, 800 iterations.
 #   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/ft_mae/epoch_30.pth
 _base_ = '../upernet/upernet_hivit-base-p16_8xb2-160k_ade20k-512x512.py'
 
@@ -62,8 +62,8 @@ val_dataloader = dict(
         **dataset))
 test_dataloader = val_dataloader
 
-max_iters = 2000
-warmup_iters = 100
+max_iters = 800
+warmup_iters = 50
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))  # no AMP on CPU
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=warmup_iters),
@@ -77,5 +77,5 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(
-    logger=dict(interval=50),
+    logger=dict(interval=20),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
