@@ -282,7 +282,9 @@ def test_rejects_bad_inputs():
 
 def test_mmpretrain_mae_trains_with_greenswin():
     """The pre-training wiring: mmpretrain MAE + cls-free decoder + MAE head."""
+    from mmengine.registry import init_default_scope
     from mmpretrain.models import MAE
+    init_default_scope('mmpretrain')  # MAE builds its parts in the current scope
     model = MAE(
         backbone=dict(type='hivit_mm.GreenSwin', arch=ARCH, window_size=4),
         neck=dict(
