@@ -179,6 +179,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    # A test never trains. Without the training parts, hooks that read `runner.iter`
+    # (mmseg's SegVisualizationHook) no longer make mmengine build the training loop and
+    # its dataset, which need not exist where the model is tested.
+    cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = cfg.param_scheduler = None
 
     if args.show_dir is not None:
         trigger_visualization_hook(cfg, args.show_dir, args.interval)

@@ -38,7 +38,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
-from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.models.utils import LayerNorm2d, resize_pos_embed
 
 from hivit_mm.registry import MODELS
 
@@ -285,14 +285,6 @@ class PatchEmbed(nn.Module):
         x = x.permute(0, 2, 4, 3, 5, 1).reshape(B, hp * wp, INNER, INNER,
                                                 -1)  # B, L, 4, 4, C
         return self.norm(x)
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)  # B, H, W, C
-        return super().forward(x).permute(0, 3, 1, 2)  # B, C, H, W
 
 
 # ----------------------------------------------------------------------------
