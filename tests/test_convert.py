@@ -18,12 +18,20 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.registry import init_default_scope
 from mmpretrain.models.backbones import HiViT as MMPretrainHiViT
 from mmpretrain.registry import MODELS
 
 from hivit_mm.models import HiViT
 from hivit_mm.models.convert import (convert_mmpretrain_hivit, convert_official_hivit,
                                      flat_block_layout, rename_flat_block_key)
+
+
+@pytest.fixture(autouse=True)
+def _mmpretrain_scope():
+    """The models built here are mmpretrain's: don't inherit another test's scope."""
+    init_default_scope('mmpretrain')
+
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIM, DEPTHS, HEADS = 32, (1, 1, 2), 2

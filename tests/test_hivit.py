@@ -206,6 +206,9 @@ def test_rel_pos_index_is_one_shared_buffer():
 def test_rpe_on_a_grid_larger_than_its_tables_is_refused():
     model = tiny(img_size=32, use_rel_pos_bias=True)
     assert model(torch.randn(1, 3, 16, 32))[0].shape == (1, 32, 1, 2)  # smaller: exact
+    index = model._rel_index_for((1, 2))
+    assert model._rel_index_for((1, 2)) is index  # cached, not rebuilt per forward
+    torch.testing.assert_close(index, relative_position_index((1, 2), (2, 2)))
     with pytest.raises(ValueError, match=r'input grid \(3, 2\) exceeds'):
         model(torch.randn(1, 3, 48, 32))
 

@@ -477,6 +477,22 @@ def test_test_merge_args(test_py: ModuleType,
         ], monkeypatch)
 
 
+def test_test_never_builds_the_training_set(test_py: ModuleType, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """mmseg's SegVisualizationHook reads ``runner.iter``; with training parts left in
+    the config, mmengine would then build the training loop and its dataset."""
+    from mmengine.runner import Runner
+    seg = REPO / 'tests' / 'data' / 'seg_tiny_upernet_hivit.py'
+    cfg = _merge(test_py, [
+        str(seg), 'ckpt.pth', '--work-dir', str(tmp_path), '--cfg-options',
+        f'train_dataloader.dataset.data_root={tmp_path}/missing'
+    ], monkeypatch)
+    assert cfg.train_dataloader is None and cfg.train_cfg is None
+    assert cfg.optim_wrapper is None and cfg.param_scheduler is None
+    runner = Runner.from_cfg(cfg)
+    assert runner.iter == 0  # the old config raised FileNotFoundError here
+
+
 @pytest.mark.parametrize('scope,hook,expected', [
     ('mmdet', 'DetVisualizationHook', dict(draw=True, test_out_dir='vis')),
     ('mmseg', 'SegVisualizationHook', dict(draw=True)),

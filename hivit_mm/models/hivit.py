@@ -434,6 +434,7 @@ class HiViT(BaseModule):
             'rel_pos_index',
             relative_position_index(self.grid) if use_rel_pos_bias else None,
             persistent=False)
+        self._rel_index_cache: Dict[tuple, torch.Tensor] = {}  # other grids, by device
         self.register_buffer(
             'win_rel_pos_index',
             relative_position_index((window_size, window_size), self.grid)
@@ -708,7 +709,11 @@ class HiViT(BaseModule):
                 f'{self.grid} (img_size {self.grid[0] * UNIT_SIZE}x'
                 f'{self.grid[1] * UNIT_SIZE}); build the model with an img_size covering '
                 'the input, or use window attention / sliding-window inference')
-        return relative_position_index(grid, self.grid).to(self.rel_pos_index.device)
+        key = (grid, self.rel_pos_index.device)
+        if key not in self._rel_index_cache:  # derived once per grid, not per forward
+            self._rel_index_cache[key] = relative_position_index(grid, self.grid).to(
+                self.rel_pos_index.device)
+        return self._rel_index_cache[key]
 
     def forward_units(self,
                       x: torch.Tensor,
