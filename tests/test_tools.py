@@ -414,11 +414,28 @@ def test_train_auto_scale_lr(train_py: ModuleType,
         train_py.merge_args(cfg, args)
 
 
-def test_train_amp_on_cpu_fails_clearly(train_py: ModuleType, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_amp_on_cpu_is_bf16(train_py: ModuleType,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_py, 'get_device', lambda: 'cpu')
+    monkeypatch.setattr(train_py, 'cpu_supports_bf16', lambda: True)
+    cfg = _merge(train_py, [str(CONFIG), '--amp'], monkeypatch)
+    assert cfg.optim_wrapper.type == 'hivit_mm.BF16OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper  # bf16 needs no loss scaler
+    # a config made for GPUs (AmpOptimWrapper) also runs bf16 on the CPU
+    args = train_py.parse_args([str(CONFIG), '--amp'])
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.optim_wrapper.update(type='AmpOptimWrapper', loss_scale=512.)
+    cfg = train_py.merge_args(cfg, args)
+    assert cfg.optim_wrapper.type == 'hivit_mm.BF16OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+
+
+def test_train_amp_on_cpu_without_bf16_fails_clearly(
+        train_py: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('LOCAL_RANK', '0')
     monkeypatch.setattr(train_py, 'get_device', lambda: 'cpu')
-    with pytest.raises(RuntimeError, match='--amp needs a GPU'):
+    monkeypatch.setattr(train_py, 'cpu_supports_bf16', lambda: False)
+    with pytest.raises(RuntimeError, match='this CPU has no bf16 instructions'):
         train_py.main([str(CONFIG), '--amp', '--work-dir', str(tmp_path / 'w')])
     assert not (tmp_path / 'w').exists()  # failed before building anything
 

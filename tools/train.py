@@ -29,6 +29,7 @@ from mmengine.runner import Runner
 
 # hivit_mm registers its modules and applies the stack fixes on import
 # (weights_only=False checkpoint loader, CPU-only distributed set-up).
+from hivit_mm.engine.amp import cpu_supports_bf16
 from hivit_mm.utils.compat import apply_compat_fixes, setup_cpu_distributed
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -60,7 +61,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic-mixed-precision training (needs a GPU)')
+        help='enable automatic-mixed-precision training (fp16 with a loss scaler '
+        'on a GPU, bf16 autocast without one on a CPU with bf16 instructions)')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -125,6 +127,37 @@ def _fix_dataloaders(cfg: Config, args: argparse.Namespace) -> None:
             loader['persistent_workers'] = False
 
 
+def _enable_amp(cfg: Config) -> None:
+    """``--amp``: mmengine's ``AmpOptimWrapper`` on an accelerator, our
+    ``BF16OptimWrapper`` (bf16 autocast, no loss scaler) on a CPU with bf16
+    instructions.
+
+    Raises:
+        RuntimeError: A CPU without bf16 instructions, or a config whose optimizer
+            wrapper is neither ``OptimWrapper`` nor an AMP wrapper.
+    """
+    device = get_device()
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper not in ('OptimWrapper', 'AmpOptimWrapper', 'hivit_mm.BF16OptimWrapper'):
+        raise RuntimeError('--amp only supports the optimizer wrapper type '
+                           f'`OptimWrapper`, but the config uses `{wrapper}`.')
+    if device in AMP_DEVICES:
+        if wrapper == 'OptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+        return
+    if not cpu_supports_bf16():
+        raise RuntimeError(
+            '--amp on a CPU runs bf16 autocast, but this CPU has no bf16 '
+            'instructions (AVX512-BF16, AMX-BF16 or Arm BF16), so bf16 would be '
+            'slower than fp32; drop --amp to train in full precision.')
+    cfg.optim_wrapper.type = 'hivit_mm.BF16OptimWrapper'
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):  # AmpOptimWrapper-only arguments
+        cfg.optim_wrapper.pop(key, None)
+    print_log('--amp on the CPU: bf16 autocast without a loss scaler '
+              '(hivit_mm.BF16OptimWrapper).', logger='current')
+
+
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command-line arguments into the config.
 
@@ -160,25 +193,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     # enable automatic-mixed-precision training
     if args.amp:
-        device = get_device()
-        if device not in AMP_DEVICES:
-            raise RuntimeError(
-                '--amp needs a GPU (or an NPU/MLU/MUSA device): mmengine\'s '
-                f'AmpOptimWrapper cannot run on the {device.upper()}, and no '
-                'such accelerator is available here. Drop --amp to train in '
-                'full precision.')
-        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_wrapper == 'AmpOptimWrapper':
-            print_log(
-                'AMP training is already enabled in your config.',
-                logger='current')
-        elif optim_wrapper == 'OptimWrapper':
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
-        else:
-            raise RuntimeError(
-                '--amp only supports the optimizer wrapper type '
-                f'`OptimWrapper`, but the config uses `{optim_wrapper}`.')
+        _enable_amp(cfg)
 
     # enable automatically scaling LR
     if args.auto_scale_lr:
