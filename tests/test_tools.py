@@ -346,6 +346,10 @@ def test_collect_env_prints_versions() -> None:
         assert info[name].startswith(expected), (name, info[name])
     import hivit_mm
     assert info['hivit_mm'] == hivit_mm.__version__
+    repo = osp.dirname(osp.dirname(osp.abspath(hivit_mm.__file__)))
+    head = subprocess.run(['git', '-C', repo, 'rev-parse', 'HEAD'], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert info['hivit_mm git hash'].split(' ')[0] == head
     assert info['PyTorch'] == __import__('torch').__version__
     try:
         import mmcv.ops  # noqa: F401

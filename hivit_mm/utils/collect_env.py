@@ -5,12 +5,14 @@ Run ``python tools/misc/collect_env.py`` or ``python -m hivit_mm.utils.collect_e
 """
 import importlib
 import importlib.metadata
+import os.path as osp
+import subprocess
 from collections import OrderedDict
 from typing import Dict, Tuple
 
 from mmengine.utils.dl_utils import collect_env as collect_base_env
 
-__all__ = ['collect_env']
+__all__ = ['collect_env', 'git_hash']
 
 # (display name, module) of the OpenMMLab libraries hivit_mm works with.
 _LIBRARIES: Tuple[Tuple[str, str], ...] = (
@@ -48,6 +50,30 @@ def _mmcv_ops() -> Dict[str, str]:
     return info
 
 
+def git_hash() -> str:
+    """The commit of the hivit_mm checkout this package is imported from.
+
+    Returns:
+        str: The full commit hash, with ``' (uncommitted changes)'`` appended when
+        tracked files differ from it, or why there is none (an installed copy that is
+        not a git checkout, or no ``git``).
+    """
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+    def git(*args: str) -> str:
+        return subprocess.run(['git', '-C', root, *args], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+
+    try:
+        if osp.realpath(git('rev-parse', '--show-toplevel')) != osp.realpath(root):
+            return 'unknown (not a git checkout of hivit_mm)'
+        commit = git('rev-parse', 'HEAD')
+        dirty = git('status', '--porcelain', '--untracked-files=no')
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown (not a git checkout of hivit_mm, or no git)'
+    return commit + (' (uncommitted changes)' if dirty else '')
+
+
 def collect_env() -> Dict[str, str]:
     """Collect the versions of the stack hivit_mm runs on.
 
@@ -55,14 +81,16 @@ def collect_env() -> Dict[str, str]:
         dict[str, str]: mmengine's environment information (platform, Python, CUDA,
         compiler, PyTorch and its build, TorchVision, OpenCV, MMEngine) plus the
         versions of MMCV (and whether its compiled ops load), MMPreTrain,
-        MMDetection, MMSegmentation and hivit_mm. A library that is missing or fails
-        to import is reported as such rather than raising.
+        MMDetection, MMSegmentation and hivit_mm, and hivit_mm's git commit
+        (:func:`git_hash`). A library that is missing or fails to import is reported
+        as such rather than raising.
     """
     env_info = collect_base_env()
     for name, module in _LIBRARIES:
         env_info[name] = _version(module)
         if module == 'mmcv':
             env_info.update(_mmcv_ops())
+    env_info['hivit_mm git hash'] = git_hash()
     return env_info
 
 

@@ -8,8 +8,10 @@ Each fix says why it is needed and is applied by :func:`apply_compat_fixes`, whi
    saved by mmengine 0.10.7 pickle its ``HistoryBuffer`` and NumPy scalars, so
    ``tools/test.py``, ``--resume``, ``load_from`` and ``init_cfg=Pretrained`` cannot load
    them (open-mmlab/mmengine#1655; fixed only on mmengine's unreleased main). We
-   re-register mmengine's local-file loader with ``weights_only=False``. Only load
-   checkpoints you trust, as with any pickle.
+   re-register mmengine's local-file and http(s) loaders with
+   :func:`hivit_mm.utils.checkpoint.load_checkpoint_file` (``weights_only=False``, and
+   the hash check of published ``<name>-<8 hex>.pth`` files). Only load checkpoints you
+   trust, as with any pickle.
 2. mmengine 0.10.7 initialises distributed runs with ``torch.cuda.set_device`` and wraps
    models with ``device_ids=[local_rank]``, both of which fail on a machine without a
    GPU. :func:`setup_cpu_distributed` starts a ``gloo`` process group from the launcher's
@@ -27,6 +29,8 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
+from .checkpoint import load_checkpoint_file, load_checkpoint_url
+
 __all__ = ['apply_compat_fixes', 'setup_cpu_distributed']
 
 _APPLIED = False
@@ -34,9 +38,12 @@ _APPLIED = False
 
 def _load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
     """Load a local checkpoint with ``weights_only=False`` (see fix 1)."""
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    return load_checkpoint_file(filename, map_location)
+
+
+def _load_url_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """Download (once) and load an http(s) checkpoint (see fix 1)."""
+    return load_checkpoint_url(filename, map_location)
 
 
 def apply_compat_fixes() -> None:
@@ -49,8 +56,11 @@ def apply_compat_fixes() -> None:
     # The scheme registry keys loaders by prefix; '' is the local-file fallback. mmengine
     # names its loaders ``load_from_*`` and prints that name, so keep the convention.
     _load_local_checkpoint.__name__ = 'load_from_local'
+    _load_url_checkpoint.__name__ = 'load_from_http'
     CheckpointLoader.register_scheme(
         prefixes='', loader=_load_local_checkpoint, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=('http://', 'https://'), loader=_load_url_checkpoint, force=True)
     _APPLIED = True
 
 

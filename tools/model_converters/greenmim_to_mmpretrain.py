@@ -37,9 +37,9 @@ from typing import List, Optional
 
 import torch
 
-from hivit_mm.models.convert_swin import (PATCH_MERGING_ORDERS,
-                                          convert_hivit_mm_greenmim,
+from hivit_mm.models.convert_swin import (PATCH_MERGING_ORDERS, convert_hivit_mm_greenmim,
                                           convert_official_greenmim)
+from hivit_mm.utils.checkpoint import load_checkpoint_file
 from hivit_mm.version import __version__
 
 
@@ -83,7 +83,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     """Load, convert, save, and print the key count."""
     args = parse_args(argv)
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint_file(args.src)  # verifies a -<8 hex>.pth name's hash
     meta = dict(source=osp.abspath(args.src), source_layout=args.source,
                 hivit_mm_version=__version__)
     if args.source == 'ours':

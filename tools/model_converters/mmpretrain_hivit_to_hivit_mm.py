@@ -26,6 +26,7 @@ import torch
 from mmpretrain.models.backbones import HiViT as MMPretrainHiViT
 
 from hivit_mm.models.convert import convert_mmpretrain_hivit
+from hivit_mm.utils.checkpoint import load_checkpoint_file
 from hivit_mm.version import __version__
 
 ARCHS = ('tiny', 'small', 'base', 'large')  # mmpretrain's long names
@@ -60,7 +61,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     """Load, convert, save, and print the key count."""
     args = parse_args(argv)
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
+    checkpoint = load_checkpoint_file(args.src)  # verifies a -<8 hex>.pth name's hash
     state_dict = convert_mmpretrain_hivit(checkpoint, args.depths)
     meta = dict(source=osp.abspath(args.src), source_layout='mmpretrain',
                 depths=list(args.depths), hivit_mm_version=__version__)
