@@ -9,6 +9,8 @@ Examples::
 
     python tools/test.py configs/xxx.py work_dirs/xxx/iter_2.pth
     python tools/test.py configs/xxx.py ckpt.pth --out preds.pkl --show-dir vis
+    python tools/test.py configs/upernet/upernet_hivit-base-p16_8xb4-80k_ade20k-640x640.py \
+        ckpt.pth --tta  # multi-scale + flip (the config's tta_pipeline)
     bash tools/dist_test.sh configs/xxx.py ckpt.pth 8
 """
 import argparse
@@ -72,6 +74,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
         'Note that the quotation marks are necessary and that no white space '
         'is allowed.')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's `tta_pipeline` becomes the test "
+        "pipeline and its `tta_model` wraps the model (e.g. the ADE20K 640 config's "
+        'multi-scale + flip protocol)')
     parser.add_argument(
         '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
     # torch.distributed.launch of torch >= 2.0 passes `--local-rank`, older
@@ -186,6 +194,38 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.show_dir is not None:
         trigger_visualization_hook(cfg, args.show_dir, args.interval)
+    if args.tta:
+        use_tta(cfg)
+    return cfg
+
+
+def use_tta(cfg: Config) -> Config:
+    """Switch the test to the config's test-time augmentation, as the ``--tta`` of
+    mmpretrain's, mmdet's and mmseg's ``tools/test.py``.
+
+    The test dataset's pipeline becomes ``cfg.tta_pipeline`` (typically a
+    ``TestTimeAug`` of resizes x flips), and ``cfg.tta_model`` (e.g. mmseg's
+    ``SegTTAModel``, which averages the class probabilities of the augmented views)
+    wraps ``cfg.model`` as its ``module``.
+
+    Args:
+        cfg (Config): The config; edited in place.
+
+    Returns:
+        Config: ``cfg``.
+
+    Raises:
+        RuntimeError: The config has no ``tta_pipeline`` or no ``tta_model``.
+    """
+    missing = [key for key in ('tta_pipeline', 'tta_model') if not cfg.get(key)]
+    if missing:
+        raise RuntimeError(
+            f'--tta needs {" and ".join(missing)} in the config (e.g. '
+            'configs/upernet/upernet_hivit-base-p16_8xb4-80k_ade20k-640x640.py '
+            'defines both)')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
     return cfg
 
 

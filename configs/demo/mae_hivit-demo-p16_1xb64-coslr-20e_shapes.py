@@ -7,7 +7,7 @@
 # (1, 1, 4) (2 + 2 MLP stem blocks, 4 attention blocks), 4 heads. Images are 64 px here
 # (4x4 units of 16 px) and 128 px for detection and segmentation. Data: the built-in
 # shapes world (`python tools/misc/make_shapes.py data/shapes`; `make demo` does it).
-_base_ = '../mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k.py'
+_base_ = '../mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py'
 
 model = dict(
     backbone=dict(

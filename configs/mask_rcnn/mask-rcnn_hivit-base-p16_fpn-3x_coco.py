@@ -19,7 +19,7 @@
 #
 # Pre-trained weights: the `checkpoint` file below, an MAE checkpoint whose encoder is a
 # hivit_mm.MaskedHiViT (keys 'backbone.*'), e.g. the last epoch of
-# configs/mae/mae_hivit-base-p16_8xb512-amp-coslr-1600e_in1k.py, or the official
+# configs/mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-1600e_in1k.py, or the official
 # mae_hivit_base_1600ep.pth converted by
 # tools/model_converters/hivit_official_to_hivit_mm.py. To use another file, override
 # the init_cfg itself (`--cfg-options checkpoint=...` would only change the top-level
@@ -37,7 +37,7 @@ _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(
     imports=['hivit_mm.models', 'hivit_mm.engine'], allow_failed_imports=False)
 
-checkpoint = 'work_dirs/mae_hivit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
+checkpoint = 'work_dirs/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
 
 embed_dims = 512  # of arch 'base'; the stage channels are C/4, C/2, C, C
 norm_cfg = dict(type='SyncBN', requires_grad=True)

@@ -16,7 +16,15 @@
 #   (cat_max_ratio 0.75), flip, photometric distortion; test at (2560, 640), sliding
 #   640x640 windows with stride 426. Each window is exactly the backbone's grid; images
 #   smaller than a window are padded to it (data_preprocessor test_cfg).
-#   (The official numbers used multi-scale + flip testing: --tta with mmseg's tools.)
+# * test protocols: single scale (above) is the default of `tools/test.py` and of the
+#   validation during training; the paper's 52.8 is multi-scale + flip, `--tta`
+#   (`tta_pipeline` below: the release's SETR-style scales, short side
+#   max(640 r, 640) for r in 0.5..1.75, i.e. 640, 640, 640, 800, 960, 1120 with no
+#   long-side cap, each with and without a horizontal flip, slide inference as above,
+#   class probabilities averaged by mmseg's SegTTAModel):
+#
+#     python tools/test.py \
+#         configs/upernet/upernet_hivit-base-p16_8xb4-80k_ade20k-640x640.py CKPT --tta
 #
 # Weights: the `checkpoint` file below, a HiViT-B classifier fine-tuned from MAE
 # (keys 'backbone.*'), e.g. the last epoch of
@@ -79,3 +87,25 @@ param_scheduler = [
         end=max_iters)
 ]
 train_cfg = dict(max_iters=max_iters)
+
+# Multi-scale + flip test (`tools/test.py ... --tta`), as the release's test pipeline
+# (MultiScaleFlipAug of (2560, 640) x ratios 0.5..1.75 through SETR_Resize with
+# setr_multi_scale=True: the short side becomes max(640 r, 640), the long side follows
+# the aspect ratio, uncapped). mmseg's own ade20k_640x640.py tta_pipeline resizes the
+# original image by the ratios instead (short side ~256..900 px for ADE20K).
+tta_scales = [max(int(640 * r), crop_size[0]) for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)]
+tta_model = dict(type='SegTTAModel')
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            # scale (long, short) with an out-of-reach long side: the short side is s
+            [dict(type='Resize', scale=(1_000_000, s), keep_ratio=True)
+             for s in tta_scales],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ])
+]
