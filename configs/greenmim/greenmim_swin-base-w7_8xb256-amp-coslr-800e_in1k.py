@@ -31,6 +31,7 @@ _base_ = [
     '../_base_/models/greenmim_swin-base-w7.py',
     'mmpretrain::_base_/datasets/imagenet_bs512_mae.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/reliable_runtime.py',
 ]
 
 # 256 per GPU. Inheriting `mmpretrain::` tags every typed dict of the base with

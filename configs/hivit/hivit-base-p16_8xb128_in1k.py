@@ -13,6 +13,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_hivit.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/reliable_runtime.py',
 ]
 custom_imports = dict(
     imports=['hivit_mm.models', 'hivit_mm.engine'], allow_failed_imports=False)

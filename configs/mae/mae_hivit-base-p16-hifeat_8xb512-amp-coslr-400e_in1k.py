@@ -9,6 +9,7 @@ _base_ = [
     '../_base_/models/mae_hivit-base-p16-hifeat.py',
     'mmpretrain::_base_/datasets/imagenet_bs512_mae.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/reliable_runtime.py',
 ]
 
 # Inheriting `mmpretrain::` tags every typed dict of the base with `_scope_`, and

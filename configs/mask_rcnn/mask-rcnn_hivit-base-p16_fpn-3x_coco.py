@@ -33,7 +33,10 @@
 # falls back to BN on a single process (mmengine) and on CPU-only distributed runs
 # (hivit_mm.utils.compat); AmpOptimWrapper needs a GPU (on a CPU: --cfg-options
 # optim_wrapper.type=OptimWrapper).
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+_base_ = [
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
+    '../_base_/reliable_runtime.py',
+]
 custom_imports = dict(
     imports=['hivit_mm.models', 'hivit_mm.engine'], allow_failed_imports=False)
 

@@ -13,6 +13,7 @@ _base_ = [
     '../_base_/models/upernet_hivit-base-p16.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
+    '../_base_/reliable_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 

@@ -44,6 +44,7 @@ _base_ = [
     '../_base_/models/upernet_hivit-base-p16.py',
     'mmseg::_base_/datasets/ade20k_640x640.py',
     'mmseg::_base_/default_runtime.py',
+    '../_base_/reliable_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
 ]
 

@@ -13,19 +13,39 @@ by :func:`hivit_mm.utils.compat.apply_compat_fixes`), the converters in
 
 Only load checkpoints you trust: they are unpickled (``weights_only=False``), because
 mmengine's checkpoints pickle its ``HistoryBuffer`` and NumPy scalars.
+
+The other side of a checkpoint's life is here too:
+
+* :func:`save_checkpoint_atomic` and :func:`replace_atomic` write to a temporary file
+  in the target's directory, flush and ``fsync`` it, then ``os.replace`` it onto the
+  target: a kill or a full disk at any moment leaves either the old file or the new
+  one, never a partial one (the converters, and every checkpoint of
+  :class:`hivit_mm.engine.ReliableRunner`);
+* :func:`is_readable_checkpoint` checks a file without unpickling it (zip directory and
+  CRC of every record), for choosing what to resume from;
+* :func:`load_state_dict_checked` loads a state dict and raises
+  :class:`CheckpointMismatchError` with the missing, unexpected and mis-shaped keys,
+  unless they match an explicit ``ignore_keys`` pattern;
+* :func:`check_output_path` refuses an output path that is the input file.
 """
 import hashlib
 import os
 import os.path as osp
 import re
-from typing import Any, Dict, Optional, Tuple
+import tempfile
+import zipfile
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from torch import nn
 
 __all__ = [
     'CheckpointHashError', 'HASH_PATTERN', 'hash_in_name', 'sha256_of_file',
     'verify_hash_in_name', 'load_checkpoint_file', 'load_checkpoint_url',
-    'publish_checkpoint'
+    'publish_checkpoint', 'CheckpointLoadError', 'CheckpointMismatchError',
+    'save_checkpoint_atomic', 'replace_atomic', 'write_text_atomic',
+    'is_readable_checkpoint', 'load_state_dict_checked', 'check_output_path'
 ]
 
 #: ``<name>-<8 lowercase hex>.pth``: the hash suffix of a published checkpoint.
@@ -36,8 +56,20 @@ HASH_PATTERN = re.compile(r'-([0-9a-f]{8})\.pth$')
 _VERIFIED: Dict[Tuple[str, int, int], str] = {}
 
 
+# Longest key list printed in full; longer lists are cut with a count.
+_MAX_LISTED = 50
+
+
 class CheckpointHashError(ValueError):
     """The sha256 of a checkpoint file does not start with the hash in its name."""
+
+
+class CheckpointLoadError(ValueError):
+    """A checkpoint file is empty, truncated or not a checkpoint; names the file."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A state dict does not fit a model; the message lists the keys."""
 
 
 def hash_in_name(filename: str) -> Optional[str]:
@@ -105,17 +137,22 @@ def load_checkpoint_file(filename: str, map_location: Any = 'cpu') -> Any:
     Raises:
         FileNotFoundError: No such file.
         CheckpointHashError: See :func:`verify_hash_in_name`.
-        ValueError: The file is not a torch checkpoint (the message names the file).
+        CheckpointLoadError: The file is empty, truncated or not a torch checkpoint
+            (a text file, say); the message names the file and torch's reason.
     """
     filename = str(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} can not be found')
+    if osp.getsize(filename) == 0:
+        raise CheckpointLoadError(f'checkpoint {filename} is empty (0 bytes)')
     verify_hash_in_name(filename)
     try:
         return torch.load(filename, map_location=map_location, weights_only=False)
     except Exception as e:  # unpickling a non-checkpoint can raise almost anything
-        raise ValueError(f'checkpoint {filename} is not a readable torch checkpoint '
-                         f'({type(e).__name__}: {e})') from e
+        raise CheckpointLoadError(
+            f'checkpoint {filename} is not a readable torch checkpoint '
+            f'({osp.getsize(filename)} bytes; truncated, corrupt or not written by '
+            f'torch.save) ({type(e).__name__}: {e})') from e
 
 
 def load_checkpoint_url(url: str, map_location: Any = 'cpu',
@@ -187,3 +224,191 @@ def publish_checkpoint(src: str, dst: str) -> str:
         if osp.exists(tmp):
             os.remove(tmp)
     return final
+
+
+def _fsync_dir(dirname: str) -> None:
+    """Flush a directory entry (the rename) to disk, where the OS allows it."""
+    try:
+        fd = os.open(dirname, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_atomic(filename: str, write: Callable[[str], None]) -> None:
+    """Create ``filename`` through a temporary file in its directory.
+
+    ``write(tmp_path)`` writes the content; the temporary file is then flushed to disk
+    and renamed onto ``filename`` (atomic on POSIX file systems). On any error the
+    temporary file is removed and ``filename`` is left as it was.
+
+    Args:
+        filename (str): Target path.
+        write (Callable[[str], None]): Writes the whole content to the given path.
+    """
+    dirname = osp.dirname(osp.abspath(filename))
+    os.makedirs(dirname, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(filename)}.', suffix='.tmp',
+                               dir=dirname)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(dirname)
+
+
+def save_checkpoint_atomic(obj: Any, filename: str) -> None:
+    """``torch.save(obj, filename)`` that never leaves a partial file.
+
+    Args:
+        obj: What to save.
+        filename (str): Target path; an existing file is replaced only once the new
+            one is completely on disk.
+    """
+    replace_atomic(filename, lambda tmp: torch.save(obj, tmp))
+
+
+def write_text_atomic(filename: str, text: str) -> None:
+    """Write a small text file (such as ``last_checkpoint``) atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'w') as f:
+            f.write(text)
+
+    replace_atomic(filename, write)
+
+
+def check_output_path(src: str, dst: str) -> None:
+    """Refuse an output path that is the input file (a converter would destroy it).
+
+    Args:
+        src (str): Input file.
+        dst (str): Output file (may not exist yet).
+
+    Raises:
+        ValueError: If ``dst`` is ``src`` (same path after resolving links, or the
+            same file through a hard link).
+    """
+    same = osp.realpath(src) == osp.realpath(dst)
+    if not same and osp.exists(src) and osp.exists(dst):
+        same = osp.samefile(src, dst)
+    if same:
+        raise ValueError(f'the output {dst} is the input checkpoint {src}; writing it '
+                         'would destroy the input. Choose another output path.')
+
+
+def is_readable_checkpoint(filename: str) -> Optional[str]:
+    """Check a checkpoint file without unpickling it.
+
+    A file written by ``torch.save`` is a zip archive: an empty or truncated file has
+    no central directory, and a corrupted one fails the CRC of a record. Files in
+    torch's legacy format are loaded instead.
+
+    Args:
+        filename (str): Path of the file.
+
+    Returns:
+        str | None: None if the file looks complete, else the reason it does not.
+    """
+    if not osp.isfile(filename):
+        return 'no such file'
+    if osp.getsize(filename) == 0:
+        return 'empty (0 bytes)'
+    if zipfile.is_zipfile(filename):
+        try:
+            with zipfile.ZipFile(filename) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            return f'corrupt ({exc})'
+        return None if bad is None else f'corrupt record {bad}'
+    try:
+        load_checkpoint_file(filename, map_location='cpu')
+    except (ValueError, FileNotFoundError) as exc:  # unreadable, or a bad hash
+        return str(exc)
+    return None
+
+
+def _listed(keys: Sequence[str]) -> str:
+    keys = list(keys)
+    if len(keys) <= _MAX_LISTED:
+        return str(keys)
+    return f'{keys[:_MAX_LISTED]} ... and {len(keys) - _MAX_LISTED} more'
+
+
+def load_state_dict_checked(module: nn.Module,
+                            state_dict: Mapping[str, torch.Tensor],
+                            source: str,
+                            ignore_keys: Sequence[str] = ()) -> Dict[str, List[str]]:
+    """Load ``state_dict`` into ``module``, refusing anything that does not fit.
+
+    Loading runs through every submodule's ``_load_from_state_dict``, so models that
+    adapt saved tensors (HiViT resizes position tables of another grid) are honoured.
+    Keys matching a pattern of ``ignore_keys`` are dropped from ``state_dict`` and may
+    be missing from it: that is how a partial load is asked for explicitly (e.g.
+    ``[r'^head\\.']`` for another number of classes).
+
+    Args:
+        module (nn.Module): The model (unwrapped).
+        state_dict (Mapping[str, torch.Tensor]): Keys as in ``module.state_dict()``.
+        source (str): Where the weights come from, for the message (a file name).
+        ignore_keys (Sequence[str]): Regular expressions (``re.search``) of keys
+            that may be absent, surplus or of another shape. Defaults to none.
+
+    Returns:
+        dict[str, list[str]]: ``ignored`` checkpoint keys and ``missing`` model keys
+        that the patterns allowed.
+
+    Raises:
+        CheckpointMismatchError: Naming ``source``, the missing keys, the unexpected
+            keys and the shape mismatches, if any is not allowed. Nothing useful is
+            left in ``module`` then (it may be partly loaded).
+    """
+    patterns = [re.compile(p) for p in ignore_keys]
+
+    def allowed(key: str) -> bool:
+        return any(p.search(key) for p in patterns)
+
+    metadata = getattr(state_dict, '_metadata', None)
+    state = OrderedDict((k, v) for k, v in state_dict.items() if not allowed(k))
+    ignored = [k for k in state_dict if allowed(k)]
+    if metadata is not None:
+        state._metadata = metadata  # per-module versions for _load_from_state_dict
+
+    missing: List[str] = []
+    unexpected: List[str] = []
+    errors: List[str] = []
+
+    def load(mod: nn.Module, prefix: str = '') -> None:
+        local_metadata = {} if metadata is None else metadata.get(prefix[:-1], {})
+        mod._load_from_state_dict(state, prefix, local_metadata, True, missing,
+                                  unexpected, errors)
+        for name, child in mod._modules.items():
+            if child is not None:
+                load(child, prefix + name + '.')
+
+    load(module)
+    missing_allowed = [k for k in missing if allowed(k)]
+    missing = [k for k in missing if not allowed(k)]
+    if missing or unexpected or errors:
+        raise CheckpointMismatchError(
+            f'the weights in {source} do not match the model '
+            f'({type(module).__name__}); nothing was trained on them.\n'
+            f'missing keys ({len(missing)}): {_listed(missing)}\n'
+            f'unexpected keys ({len(unexpected)}): {_listed(unexpected)}\n'
+            f'errors ({len(errors)}): {_listed(errors)}\n'
+            'To load part of a checkpoint on purpose, list regular expressions of '
+            'the keys to leave out in the config, e.g. '
+            'reliability=dict(load_from_ignore_keys=[r"^head\\."]).')
+    return dict(ignored=ignored, missing=missing_allowed)

@@ -21,7 +21,17 @@ Each fix says why it is needed and is applied by :func:`apply_compat_fixes`, whi
    runs :func:`setup_cpu_distributed` rewrites it to ``BN`` and drops ``cfg.sync_bn``
    (with which the runner would convert ``BN`` layers to ``SyncBatchNorm``). mmengine
    already does this for non-distributed runs (``revert_sync_batchnorm``).
+4. The process group of :func:`setup_cpu_distributed` honours
+   ``env_cfg.dist_cfg.timeout`` (seconds), as mmengine's ``init_dist`` does on GPUs: a
+   hung rank then stops the others after that time instead of torch's 30 minutes.
+5. A sample that fails to load (an empty or undecodable image, a missing file) raises
+   from deep inside a transform without naming the file (``cv2.error: !buf.empty()``).
+   mmengine's ``BaseDataset.prepare_data`` is wrapped so that the exception, of the same
+   type, carries a note naming the dataset, the index and the sample's ``*_path``
+   fields.
 """
+import datetime
+import functools
 import os
 import subprocess
 from typing import Any
@@ -46,6 +56,34 @@ def _load_url_checkpoint(filename: str, map_location: Any = None) -> Any:
     return load_checkpoint_url(filename, map_location)
 
 
+
+def _describe_sample(dataset: Any, idx: int) -> str:
+    """The file fields of a dataset's sample, for error messages."""
+    try:
+        info = dataset.get_data_info(idx)
+    except Exception:  # the index itself is bad: the exception says so
+        return ''
+    files = {k: v for k, v in info.items() if k.endswith('_path') or k == 'img_id'}
+    return ', '.join(f'{k}={v}' for k, v in files.items())
+
+
+def _name_files_in_data_errors() -> None:
+    """Wrap ``BaseDataset.prepare_data`` (see fix 5)."""
+    from mmengine.dataset import BaseDataset
+    prepare_data = BaseDataset.prepare_data
+
+    @functools.wraps(prepare_data)
+    def prepare_data_naming_files(self, idx):
+        try:
+            return prepare_data(self, idx)
+        except Exception as exc:
+            exc.add_note(f'[hivit_mm] while loading sample {idx} of '
+                         f'{type(self).__name__}: {_describe_sample(self, idx)}')
+            raise
+
+    BaseDataset.prepare_data = prepare_data_naming_files
+
+
 def apply_compat_fixes() -> None:
     """Apply the import-time fixes (idempotent)."""
     global _APPLIED
@@ -61,6 +99,7 @@ def apply_compat_fixes() -> None:
         prefixes='', loader=_load_local_checkpoint, force=True)
     CheckpointLoader.register_scheme(
         prefixes=('http://', 'https://'), loader=_load_url_checkpoint, force=True)
+    _name_files_in_data_errors()
     _APPLIED = True
 
 
@@ -105,8 +144,9 @@ def _revert_sync_bn(cfg: Any) -> int:
 def setup_cpu_distributed(cfg: Any, launcher: str) -> bool:
     """Prepare a distributed run on a machine without a GPU (see fixes 2 and 3).
 
-    Starts a ``gloo`` process group from the launcher's environment (mmengine's runner
-    then finds it initialised and skips its CUDA-only ``init_dist``), sets the config's
+    Starts a ``gloo`` process group from the launcher's environment, with the
+    config's ``env_cfg.dist_cfg.timeout`` (seconds) if any (mmengine's runner then
+    finds it initialised and skips its CUDA-only ``init_dist``), sets the config's
     backend to ``gloo``, wraps the model without ``device_ids`` and rewrites ``SyncBN``.
 
     Args:
@@ -120,7 +160,10 @@ def setup_cpu_distributed(cfg: Any, launcher: str) -> bool:
         return False
     _launcher_env(launcher)
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend='gloo')
+        timeout = ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
+        kwargs = {} if timeout is None else dict(
+            timeout=datetime.timedelta(seconds=timeout))
+        torch_dist.init_process_group(backend='gloo', **kwargs)
     # ``merge_from_dict`` creates missing levels; ``setdefault`` chains would edit a
     # copy, since ConfigDict stores a converted copy of a plain-dict default.
     cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})

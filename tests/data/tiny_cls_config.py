@@ -9,7 +9,10 @@ train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
 test_dataloader.dataset.data_root=DIR``, where ``DIR`` was written by
 ``hivit_mm.datasets.make_classification(DIR, num_train, num_val, img_size=32)``.
 """
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+_base_ = [
+    'mmpretrain::_base_/default_runtime.py',
+    '../../configs/_base_/reliable_runtime.py',
+]
 
 classes = ('circle', 'square', 'star', 'triangle')  # hivit_mm.datasets.SHAPE_CLASSES
 

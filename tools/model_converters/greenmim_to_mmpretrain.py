@@ -31,15 +31,14 @@ Examples::
 Only convert checkpoints you trust: they are unpickled (``weights_only=False``).
 """
 import argparse
-import os
 import os.path as osp
 from typing import List, Optional
 
-import torch
-
-from hivit_mm.models.convert_swin import (PATCH_MERGING_ORDERS, convert_hivit_mm_greenmim,
+from hivit_mm.models.convert_swin import (PATCH_MERGING_ORDERS,
+                                          convert_hivit_mm_greenmim,
                                           convert_official_greenmim)
-from hivit_mm.utils.checkpoint import load_checkpoint_file
+from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
+                                       save_checkpoint_atomic)
 from hivit_mm.version import __version__
 
 
@@ -83,6 +82,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     """Load, convert, save, and print the key count."""
     args = parse_args(argv)
+    check_output_path(args.src, args.dst)
     checkpoint = load_checkpoint_file(args.src)  # verifies a -<8 hex>.pth name's hash
     meta = dict(source=osp.abspath(args.src), source_layout=args.source,
                 hivit_mm_version=__version__)
@@ -96,8 +96,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             keep_decoder=args.keep_decoder)
         meta.update(patch_merging_order=args.patch_merging_order,
                     window_size=args.window_size, keep_decoder=args.keep_decoder)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
+    save_checkpoint_atomic(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'converted {len(state_dict)} keys ({args.source}) -> {args.dst}')
 
 

@@ -16,15 +16,13 @@ Examples::
 Only convert checkpoints you trust: they are unpickled (``weights_only=False``).
 """
 import argparse
-import os
 import os.path as osp
 from typing import List, Optional
 
-import torch
-
 from hivit_mm.models import HiViT
 from hivit_mm.models.convert import convert_official_hivit
-from hivit_mm.utils.checkpoint import load_checkpoint_file
+from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
+                                       save_checkpoint_atomic)
 from hivit_mm.version import __version__
 
 
@@ -58,12 +56,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     """Load, convert, save, and print the key count."""
     args = parse_args(argv)
+    check_output_path(args.src, args.dst)
     checkpoint = load_checkpoint_file(args.src)  # verifies a -<8 hex>.pth name's hash
     state_dict = convert_official_hivit(checkpoint, args.depths)
     meta = dict(source=osp.abspath(args.src), source_layout='official',
                 depths=list(args.depths), hivit_mm_version=__version__)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
+    save_checkpoint_atomic(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'converted {len(state_dict)} keys (depths {args.depths}) -> {args.dst}')
 
 

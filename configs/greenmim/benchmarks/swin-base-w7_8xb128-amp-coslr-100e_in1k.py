@@ -36,7 +36,10 @@
 #   bash tools/dist_train.sh \
 #       configs/greenmim/benchmarks/swin-base-w7_8xb128-amp-coslr-100e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/converted.pth
-_base_ = 'mmpretrain::simmim/benchmarks/swin-base-w7_8xb256-coslr-100e_in1k.py'
+_base_ = [
+    'mmpretrain::simmim/benchmarks/swin-base-w7_8xb256-coslr-100e_in1k.py',
+    '../../_base_/reliable_runtime.py',
+]
 custom_imports = dict(imports=['hivit_mm.engine'], allow_failed_imports=False)
 
 checkpoint = ''  # converted GreenMIM encoder, see above

@@ -1,0 +1,106 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Training loops that resume bit-exactly.
+
+mmengine's loops with three changes, so that a run killed mid-epoch and resumed logs
+the same losses and ends with the same weights as an uninterrupted one:
+
+* the random number generators are restored (:mod:`hivit_mm.utils.rng`, saved by
+  :class:`~hivit_mm.engine.ReliableRunner`) after the data loader has been advanced
+  to the resumed position and before the first resumed batch is drawn;
+* :class:`ResumableEpochBasedTrainLoop` resumes in the middle of an epoch: it skips
+  the batches of the epoch that were already trained (mmengine restarts the epoch
+  from its first batch while counting on from the saved iteration);
+* validation runs with the generators' states preserved, so it draws nothing from
+  the training streams (a resumed run does not repeat the validation that followed
+  its checkpoint).
+
+Skipped batches are loaded and dropped (as mmengine's ``IterBasedTrainLoop`` does):
+data-loader workers are seeded per epoch from ``randomness.seed``, so replaying the
+epoch's batches reproduces their random transforms exactly.
+:class:`~hivit_mm.engine.ReliableRunner` uses these loops in place of mmengine's.
+"""
+import logging
+
+from mmengine.logging import print_log
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+
+from hivit_mm.registry import LOOPS
+from hivit_mm.utils.rng import preserved_rng_state, set_rng_state
+
+__all__ = ['ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop']
+
+
+def _restore_rng(runner) -> None:
+    """Restore the generators saved in the resumed checkpoint (once)."""
+    state = getattr(runner, 'resumed_rng_state', None)
+    if state is not None:
+        set_rng_state(state)
+        runner.resumed_rng_state = None
+
+
+def _validate(runner) -> None:
+    with preserved_rng_state():
+        runner.val_loop.run()
+
+
+@LOOPS.register_module()
+class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
+    """mmengine's ``IterBasedTrainLoop`` that resumes bit-exactly (module docstring)."""
+
+    def run(self) -> None:
+        self.runner.call_hook('before_train')
+        self.runner.call_hook('before_train_epoch')
+        if self._iter > 0:
+            print_log(f'Advance dataloader {self._iter} steps to skip data that has '
+                      'already been trained', logger='current', level=logging.INFO)
+            for _ in range(self._iter):
+                next(self.dataloader_iterator)
+        _restore_rng(self.runner)
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            data_batch = next(self.dataloader_iterator)
+            self.run_iter(data_batch)
+            self._decide_current_val_interval()
+            if (self.runner.val_loop is not None and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0
+                         or self._iter == self._max_iters)):
+                _validate(self.runner)
+        self.runner.call_hook('after_train_epoch')
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
+
+@LOOPS.register_module()
+class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
+    """mmengine's ``EpochBasedTrainLoop`` that resumes bit-exactly, also mid-epoch
+    (module docstring)."""
+
+    def run(self):
+        self.runner.call_hook('before_train')
+        while self._epoch < self._max_epochs and not self.stop_training:
+            self.run_epoch()
+            self._decide_current_val_interval()
+            if (self.runner.val_loop is not None and self._epoch >= self.val_begin
+                    and (self._epoch % self.val_interval == 0
+                         or self._epoch == self._max_epochs)):
+                _validate(self.runner)
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
+    def run_epoch(self) -> None:
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        done = self._iter - self._epoch * len(self.dataloader)  # trained before resume
+        if done <= 0:
+            _restore_rng(self.runner)  # resumed at an epoch boundary
+        batches = iter(self.dataloader)
+        if done > 0:
+            print_log(f'Advance dataloader {done} steps to skip data that has already '
+                      'been trained in this epoch', logger='current', level=logging.INFO)
+            for _ in range(done):
+                next(batches)
+            _restore_rng(self.runner)
+        for idx, data_batch in enumerate(batches, start=max(done, 0)):
+            self.run_iter(idx, data_batch)
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1

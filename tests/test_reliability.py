@@ -1,0 +1,393 @@
+# Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
+"""Faults injected through the real tools (README, "Reliability").
+
+Each test injects one kind of fault into ``tools/train.py``, ``tools/dist_train.sh`` or a
+converter, on the tools' tiny classifier (``tests/data/faulty_cls_config.py``, 32-px
+shapes images) or the tiny HiViT-MAE (``tests/data/mae_resume_hivit.py``), and asserts
+that the run stops with a message naming the problem, or goes on with the right
+result. Runs that fail before training are made in-process (``main()`` of the tool);
+whole runs are subprocesses, marked ``e2e``. Faults come from
+``tests/data/fault_injection.py``.
+"""
+import importlib.util
+import json
+import math
+import os
+import os.path as osp
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, List
+
+import pytest
+import torch
+
+from hivit_mm.datasets import make_classification
+from hivit_mm.utils.checkpoint import (CheckpointLoadError, CheckpointMismatchError,
+                                       is_readable_checkpoint, load_checkpoint_file,
+                                       save_checkpoint_atomic)
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = REPO / 'tools'
+DATA = REPO / 'tests' / 'data'
+CLS = DATA / 'faulty_cls_config.py'
+MAE = DATA / 'mae_resume_hivit.py'
+TIMEOUT = 300
+
+
+def _env(**extra: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CUDA_VISIBLE_DEVICES='',
+        OMP_NUM_THREADS='1',
+        PATH=f'{osp.dirname(sys.executable)}{os.pathsep}{env.get("PATH", "")}',
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(REPO), str(DATA), env.get('PYTHONPATH')) if p))
+    env.pop('LOCAL_RANK', None)
+    env.update(extra)
+    return env
+
+
+def _run(cmd: List[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO, env=_env(**env), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+
+
+def _train(config: Path, work_dir: Path, *options: str,
+           args: List[str] = ()) -> subprocess.CompletedProcess:
+    return _run([sys.executable, str(TOOLS / 'train.py'), str(config), '--work-dir',
+                 str(work_dir), *args, '--cfg-options', *options])
+
+
+def _data(root: Path) -> List[str]:
+    return [f'{loader}.dataset.data_root={root}'
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+
+
+def _losses(work_dir: Path) -> Dict[int, float]:
+    """``step -> loss`` of every ``scalars.json`` of a work directory."""
+    out = {}
+    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if 'loss' in record:
+                out[record['step']] = record['loss']
+    return out
+
+
+def _state(path: Path) -> Dict[str, torch.Tensor]:
+    return load_checkpoint_file(str(path), map_location='cpu')['state_dict']
+
+
+def _load_tool(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f'_tool_{path.stem}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp('shapes')
+    make_classification(root, 8, 4, img_size=32)
+    return root
+
+
+@pytest.fixture(scope='module')
+def train_py() -> ModuleType:
+    if str(DATA) not in sys.path:  # for custom_imports=['fault_injection']
+        sys.path.insert(0, str(DATA))
+    return _load_tool(TOOLS / 'train.py')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory: pytest.TempPathFactory, shapes: Path) -> Path:
+    """A checkpoint of the tiny classifier (2 iterations)."""
+    work_dir = tmp_path_factory.mktemp('trained')
+    proc = _train(CLS, work_dir, *_data(shapes))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return work_dir / 'iter_2.pth'
+
+
+def _main(train_py: ModuleType, config: Path, work_dir: Path, shapes: Path,
+          *options: str, args: List[str] = (),
+          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+    train_py.main([str(config), '--work-dir', str(work_dir), *args, '--cfg-options',
+                   *_data(shapes), *options])
+
+
+# ----------------------------------------------------------- 1. non-finite loss
+@pytest.mark.e2e
+def test_nan_loss_stops_training_without_checkpoint(tmp_path: Path,
+                                                    shapes: Path) -> None:
+    # 8 images, batch 4: iterations 1-2 are clean, every image from iteration 3 on
+    # has a NaN pixel
+    proc = _train(CLS, tmp_path, *_data(shapes), 'train_cfg.max_iters=4',
+                  'train_dataloader.dataset.pipeline.1.after=8')
+    assert proc.returncode != 0
+    out = proc.stdout
+    assert 'NonFiniteLossError: non-finite loss at iteration 3' in out
+    assert 'loss=nan' in out  # the loss terms
+    assert 'img_path=' in out and 'sample_idx=' in out  # the batch
+    assert 'samples with NaN/Inf in their input: positions [0, 1, 2, 3]' in out
+    assert (tmp_path / 'iter_2.pth').is_file()
+    assert not (tmp_path / 'iter_4.pth').exists()
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_2.pth')
+    assert all(v.isfinite().all() for v in _state(tmp_path / 'iter_2.pth').values()
+               if v.is_floating_point())
+
+
+@pytest.mark.e2e
+def test_nan_batches_skipped_when_asked(tmp_path: Path, shapes: Path) -> None:
+    proc = _train(CLS, tmp_path, *_data(shapes), 'train_cfg.max_iters=4',
+                  'train_dataloader.dataset.pipeline.1.after=8',
+                  'reliability.non_finite=skip')
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'non-finite loss at iteration 3' in proc.stdout
+    assert 'batch skipped (1 so far)' in proc.stdout
+    assert 'batch skipped (2 so far)' in proc.stdout
+    # both batches skipped: weights (and SGD momentum) exactly as after iteration 2
+    before = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
+    after = load_checkpoint_file(str(tmp_path / 'iter_4.pth'))
+    assert before['state_dict'].keys() == after['state_dict'].keys()
+    for k, v in before['state_dict'].items():
+        assert torch.equal(v, after['state_dict'][k]), k
+    assert after['message_hub']['runtime_info']['non_finite_skipped'] == 2
+
+
+# ----------------------------------------------------------- 2. strict load_from
+def _edited(src: Path, dst: Path, edit) -> Path:
+    ckpt = load_checkpoint_file(str(src))
+    ckpt['state_dict'] = edit(dict(ckpt['state_dict']))
+    torch.save(ckpt, dst)
+    return dst
+
+
+def test_load_from_refuses_another_layout(train_py: ModuleType, trained: Path,
+                                          shapes: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # the official layout (no 'backbone.' prefix) and an empty state dict
+    bare = _edited(trained, tmp_path / 'bare.pth',
+                   lambda s: {k.replace('backbone.', ''): v for k, v in s.items()})
+    with pytest.raises(CheckpointMismatchError) as exc:
+        _main(train_py, CLS, tmp_path / 'w1', shapes, f'load_from={bare}',
+              monkeypatch=monkeypatch)
+    message = str(exc.value)
+    assert str(bare) in message
+    assert "'backbone.patch_embed.proj.weight'" in message  # missing
+    assert "'patch_embed.proj.weight'" in message  # unexpected
+    assert not list((tmp_path / 'w1').glob('*.pth'))  # stopped before training
+    empty = _edited(trained, tmp_path / 'empty.pth', lambda s: {})
+    with pytest.raises(CheckpointMismatchError, match=r'missing keys \(\d+\)'):
+        _main(train_py, CLS, tmp_path / 'w2', shapes, f'load_from={empty}',
+              monkeypatch=monkeypatch)
+
+
+@pytest.mark.e2e
+def test_load_from_partial_when_explicit(trained: Path, shapes: Path,
+                                         tmp_path: Path) -> None:
+    # a classifier of 3 classes: the head does not fit and is left out on purpose
+    wrong_head = _edited(trained, tmp_path / 'head3.pth', lambda s: {
+        **s, 'head.fc.weight': s['head.fc.weight'][:3], 'head.fc.bias': s['head.fc.bias'][:3]})
+    proc = _train(CLS, tmp_path / 'w', *_data(shapes), f'load_from={wrong_head}',
+                  'train_cfg.max_iters=1', 'reliability.load_from_ignore_keys=[^head\\.]')
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "left out ['head.fc.weight', 'head.fc.bias']" in proc.stdout
+
+
+# --------------------------------------------------- 3. atomic checkpoint saving
+@pytest.mark.e2e
+def test_kill_during_save_leaves_a_resumable_checkpoint(tmp_path: Path,
+                                                        shapes: Path) -> None:
+    work_dir = tmp_path / 'w'
+    options = [*_data(shapes), 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
+               'default_hooks.checkpoint.interval=1',
+               'default_hooks.checkpoint.max_keep_ckpts=1']
+    proc = _train(CLS, work_dir, *options, 'custom_hooks.0.where=kill_before_save',
+                  'custom_hooks.0.iter=2')
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-4000:]
+    # mmengine deletes iter_1.pth before saving iter_2.pth: nothing would be left
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_1.pth']
+    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_1.pth')
+
+    # a truncated newer checkpoint named by last_checkpoint: resume falls back
+    blob = (work_dir / 'iter_1.pth').read_bytes()
+    (work_dir / 'iter_2.pth').write_bytes(blob[:len(blob) // 2])
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_2.pth'))
+    proc = _train(CLS, work_dir, *options, args=['--resume'])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert f'cannot resume from {work_dir / "iter_2.pth"}' in proc.stdout
+    assert 'resumed epoch: 0, iter: 1' in proc.stdout
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_3.pth']
+
+
+def test_auto_resume_choice(tmp_path: Path) -> None:
+    import logging
+    from hivit_mm.engine.runner import find_resumable_checkpoint
+    logger = logging.getLogger('test_auto_resume_choice')
+    assert find_resumable_checkpoint(str(tmp_path), logger) is None
+    save_checkpoint_atomic({'state_dict': {}}, str(tmp_path / 'iter_4.pth'))
+    save_checkpoint_atomic({'state_dict': {}}, str(tmp_path / 'iter_12.pth'))
+    (tmp_path / 'iter_16.pth').write_bytes(b'')  # 0 bytes
+    (tmp_path / 'last_checkpoint').write_text('')  # empty pointer
+    assert find_resumable_checkpoint(str(tmp_path), logger) == str(tmp_path / 'iter_12.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    assert find_resumable_checkpoint(str(tmp_path), logger) == str(tmp_path / 'iter_4.pth')
+    for name in ('iter_4.pth', 'iter_12.pth'):
+        (tmp_path / name).write_bytes(b'garbage')
+    with pytest.raises(RuntimeError, match='no readable checkpoint'):
+        find_resumable_checkpoint(str(tmp_path), logger)
+
+
+def test_atomic_save_keeps_old_file_on_full_disk(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / 'out.pth'
+    save_checkpoint_atomic({'v': torch.ones(3)}, str(target))
+
+    def full_disk(obj, f, *args, **kwargs):
+        with open(f, 'wb') as out:
+            out.write(b'PK\x03\x04 partial')
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(torch, 'save', full_disk)
+    with pytest.raises(OSError, match='No space left'):
+        save_checkpoint_atomic({'v': torch.zeros(3)}, str(target))
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint_file(str(target))['v'], torch.ones(3))
+    assert os.listdir(tmp_path) == ['out.pth']  # no temporary file left
+    assert is_readable_checkpoint(str(target)) is None
+
+
+# ------------------------------------------------------- 4. bit-exact resumption
+@pytest.mark.e2e
+def test_resume_mid_epoch_is_bit_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp('mae_shapes')
+    make_classification(root, 12, 0, img_size=64)
+    data = [f'train_dataloader.dataset.data_root={root}']
+    straight, broken = tmp_path_factory.mktemp('straight'), tmp_path_factory.mktemp('broken')
+    proc = _train(MAE, straight, *data)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    proc = _train(MAE, broken, *data, 'custom_hooks.0.where=kill_after_iter',
+                  'custom_hooks.0.iter=4')
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-4000:]
+    assert not (broken / 'iter_6.pth').exists()
+    proc = _train(MAE, broken, *data, args=['--resume'])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'resumed epoch: 1, iter: 4' in proc.stdout
+    expected, got = _losses(straight), _losses(broken)
+    assert sorted(expected) == [1, 2, 3, 4, 5, 6]
+    assert got == expected  # steps 1-4 of the killed run, 5-6 of the resumed one
+    a, b = _state(straight / 'iter_6.pth'), _state(broken / 'iter_6.pth')
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------ 5. resume refuses another model
+def test_resume_refuses_another_width(train_py: ModuleType, trained: Path,
+                                      shapes: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(CheckpointMismatchError) as exc:
+        _main(train_py, CLS, tmp_path, shapes, 'model.backbone.arch.embed_dims=48',
+              'model.neck.in_channels=48', 'model.head.in_channels=48',
+              args=['--resume', str(trained)], monkeypatch=monkeypatch)
+    message = str(exc.value)
+    assert f'{trained} (resume from)' in message
+    assert 'size mismatch for backbone.patch_embed.proj.weight' in message
+    assert not list(tmp_path.glob('*.pth'))
+
+
+# --------------------------------------------------- 6. distributed time-outs
+@pytest.mark.e2e
+def test_hung_rank_stops_the_job_after_the_configured_timeout(tmp_path: Path,
+                                                               shapes: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    proc = _run(['bash', str(TOOLS / 'dist_train.sh'), str(CLS), '2', '--work-dir',
+                 str(tmp_path), '--cfg-options', *_data(shapes),
+                 'env_cfg.dist_cfg.timeout=5', 'custom_hooks.0.where=hang',
+                 'custom_hooks.0.iter=2'], PORT=str(port))
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    assert elapsed < 120, elapsed  # torch's default would be 30 minutes
+    assert 'timed out' in proc.stdout.lower() or 'timeout' in proc.stdout.lower()
+
+
+# --------------------------------------------------------- 7. safe converters
+def test_converters_never_destroy_their_input(tmp_path: Path, trained: Path) -> None:
+    tool = _load_tool(TOOLS / 'model_converters' / 'mmpretrain_hivit_to_hivit_mm.py')
+    src = tmp_path / 'src.pth'
+    shutil.copy(trained, src)
+    blob = src.read_bytes()
+    for dst in (src, tmp_path / '.' / 'src.pth'):
+        with pytest.raises(ValueError, match='would destroy the input'):
+            tool.main([str(src), str(dst), '--depths', '1', '1', '2'])
+    os.link(src, tmp_path / 'hard.pth')
+    with pytest.raises(ValueError, match='would destroy the input'):
+        tool.main([str(src), str(tmp_path / 'hard.pth'), '--depths', '1', '1', '2'])
+    assert src.read_bytes() == blob
+
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint\n')
+    for name in ('mmpretrain_hivit_to_hivit_mm.py', 'hivit_official_to_hivit_mm.py',
+                 'greenmim_to_mmpretrain.py'):
+        tool = _load_tool(TOOLS / 'model_converters' / name)
+        extra = [] if name.startswith('greenmim') else ['--depths', '1', '1', '2']
+        with pytest.raises(CheckpointLoadError, match=str(text)):
+            tool.main([str(text), str(tmp_path / 'out.pth'), *extra])
+        assert not (tmp_path / 'out.pth').exists()
+
+
+def test_unreadable_checkpoint_named_by_init_cfg_and_load_from(
+        train_py: ModuleType, shapes: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint\n')
+    with pytest.raises(CheckpointLoadError, match=f'checkpoint {text} is not a readable torch checkpoint'):
+        _main(train_py, CLS, tmp_path / 'w1', shapes, f'load_from={text}',
+              monkeypatch=monkeypatch)
+    from hivit_mm.models import HiViT
+    backbone = HiViT(arch=dict(embed_dims=32, depths=(1, 1, 2), num_heads=2), img_size=32,
+                     init_cfg=dict(type='Pretrained', checkpoint=str(text)))
+    with pytest.raises(CheckpointLoadError, match=f'checkpoint {text} is not a readable torch checkpoint'):
+        backbone.init_weights()
+
+
+# ------------------------------------------------------ 9. data errors name files
+def test_data_errors_name_the_file(train_py: ModuleType, shapes: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / 'shapes'
+    shutil.copytree(shapes, broken)
+    images = sorted((broken / 'train').rglob('*.png'))
+    for image in images:
+        image.write_bytes(b'')  # every image: whichever is drawn first fails
+    with pytest.raises(Exception) as exc:
+        _main(train_py, CLS, tmp_path / 'w1', broken, monkeypatch=monkeypatch)
+    notes = ' '.join(getattr(exc.value, '__notes__', []))
+    assert 'while loading sample' in notes and 'img_path=' in notes
+    assert any(str(image) in notes for image in images)
+
+    # an empty annotation file: mmpretrain fails deep inside NumPy
+    (broken / 'meta' / 'train.txt').write_text('')
+    with pytest.raises(ValueError) as exc:
+        _main(train_py, CLS, tmp_path / 'w2', broken, monkeypatch=monkeypatch)
+    notes = ' '.join(getattr(exc.value, '__notes__', []))
+    assert "while building the dataset (type='CustomDataset'" in notes
+    assert "ann_file='meta/train.txt'" in notes
+
+
+def test_empty_dataset_refused() -> None:
+    from hivit_mm.engine import ReliableRunner
+    # mmengine would train zero iterations (or spin forever with InfiniteSampler)
+    with pytest.raises(ValueError, match=r'the dataset \(list\) is empty'):
+        ReliableRunner.build_dataloader(
+            dict(dataset=[], sampler=dict(type='DefaultSampler', shuffle=False),
+                 batch_size=1))
