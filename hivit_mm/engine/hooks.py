@@ -43,6 +43,10 @@ class _NonFiniteGradNorm(Exception):
         self.norm = norm
 
 
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
 def _any_rank(flag: bool) -> bool:
     """Whether ``flag`` holds on any rank (all ranks must decide alike)."""
     if not is_distributed():
@@ -97,7 +101,7 @@ class NonFiniteLossHook(Hook):
             if wrapper not in self._guarded:
                 self._guard(runner, wrapper)
                 self._guarded.append(wrapper)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = _unwrap(runner.model)
         parse_losses = model.parse_losses
 
         def recording_parse_losses(losses):
@@ -136,7 +140,7 @@ class NonFiniteLossHook(Hook):
         self._batch = data_batch
         self._log_vars = None
         if self.action == 'skip':
-            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            model = _unwrap(runner.model)
             self._buffers = {
                 name: buf.detach().clone()
                 for name, buf in model.named_buffers() if buf.is_floating_point()
@@ -155,7 +159,7 @@ class NonFiniteLossHook(Hook):
                 'state. To skip such batches instead, set '
                 "reliability=dict(non_finite='skip') in the config.")
         wrapper.zero_grad()
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = _unwrap(runner.model)
         with torch.no_grad():
             for name, buf in model.named_buffers():
                 if name in self._buffers:
@@ -235,7 +239,8 @@ class AtomicCheckpointHook(CheckpointHook):
             return
         write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
         for old in stale:
-            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            path = self.file_backend.join_path(self.out_dir,
+                                               self.filename_tmpl.format(old))
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
             elif self.file_backend.isdir(path):  # checkpoints saved by deepspeed

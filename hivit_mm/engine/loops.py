@@ -15,8 +15,10 @@ the same losses and ends with the same weights as an uninterrupted one:
   its checkpoint).
 
 Skipped batches are loaded and dropped (as mmengine's ``IterBasedTrainLoop`` does):
-data-loader workers are seeded per epoch from ``randomness.seed``, so replaying the
-epoch's batches reproduces their random transforms exactly.
+mmengine seeds each data-loader worker from ``randomness.seed`` when it starts, so
+replaying the batches reproduces their random transforms exactly. (Not so for
+``persistent_workers=True`` in an epoch-based loop: the workers' draws then continue
+across epochs, and a resumed epoch starts them afresh.)
 :class:`~hivit_mm.engine.ReliableRunner` uses these loops in place of mmengine's.
 """
 import logging
@@ -91,6 +93,13 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
         done = self._iter - self._epoch * len(self.dataloader)  # trained before resume
+        resuming = getattr(self.runner, 'resumed_rng_state', None) is not None
+        if (resuming and self._epoch > 0 and self.dataloader.num_workers > 0
+                and self.dataloader.persistent_workers):
+            print_log('persistent data-loader workers start afresh on resume: the '
+                      'random transforms of this run differ from an uninterrupted one '
+                      '(set persistent_workers=False for a bit-exact resume)',
+                      logger='current', level=logging.WARNING)
         if done <= 0:
             _restore_rng(self.runner)  # resumed at an epoch boundary
         batches = iter(self.dataloader)

@@ -107,7 +107,8 @@ def find_resumable_checkpoint(work_dir: str, logger) -> Optional[str]:
     if osp.isdir(work_dir):
         found = [(int(m.group(1)), name) for name in os.listdir(work_dir)
                  if (m := _CHECKPOINT_NAME.match(name))]
-        candidates += [osp.join(work_dir, name) for _, name in sorted(found, reverse=True)]
+        candidates += [osp.join(work_dir, name)
+                       for _, name in sorted(found, reverse=True)]
     tried = set()
     for path in candidates:
         if osp.abspath(path) in tried:
@@ -118,7 +119,8 @@ def find_resumable_checkpoint(work_dir: str, logger) -> Optional[str]:
             return path
         logger.warning(f'cannot resume from {path}: {problem}; trying an older one')
     if tried:
-        raise RuntimeError(f'no readable checkpoint in {work_dir} (tried {sorted(tried)}); '
+        raise RuntimeError(f'no readable checkpoint in {work_dir} (tried '
+                           f'{sorted(tried)}); '
                            'refusing to start the run again from scratch. Remove them '
                            'or pass --resume PATH')
     return None

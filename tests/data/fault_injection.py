@@ -62,7 +62,8 @@ class FaultAt(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        if self.where == 'hang' and runner.iter + 1 == self.iter and get_rank() == self.rank:
+        if (self.where == 'hang' and runner.iter + 1 == self.iter
+                and get_rank() == self.rank):
             time.sleep(600)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
