@@ -2,6 +2,7 @@
 #
 #   make test   create or reuse .venv (pinned stack, see requirements/), then run the test suite
 #   make demo   create or reuse .venv, then run the demo on the built-in shapes data
+#   make lint   create or reuse .venv, then flake8 and isort (setup.cfg); CI runs it first
 #
 # Both work on a fresh machine: tools/misc/setup_env.sh installs everything it needs and
 # reuses the environment while requirements/ is unchanged.
@@ -14,7 +15,7 @@ DEMO_ARGS ?=
 export HIVIT_MM_VENV := $(VENV)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env test demo
+.PHONY: env test demo lint
 
 env:
 	@bash tools/misc/setup_env.sh
@@ -26,3 +27,6 @@ test: env
 
 demo: env
 	@$(PY) tools/demo.py --work-dir $(WORK_DIR) $(DEMO_ARGS)
+
+lint: env
+	@$(PY) -m flake8 . && $(PY) -m isort --check-only --diff . && echo "make lint: clean"

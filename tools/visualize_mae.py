@@ -18,16 +18,15 @@ import mmcv
 import numpy as np
 import torch
 from mmengine.utils import mkdir_or_exist
-from mmpretrain.apis import init_model
 
-import hivit_mm  # noqa: F401  (checkpoint-loading fix)
+from hivit_mm.apis import init_model, reconstruct
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Visualise MAE reconstructions')
-    parser.add_argument('config', help='pre-training config')
+    parser.add_argument('config', help='pre-training config (a file or a model name)')
     parser.add_argument('checkpoint', help='pre-training checkpoint')
     parser.add_argument('images', nargs='+', help='image files or directories')
     parser.add_argument('--out-dir', required=True, help='where to write PNGs')
@@ -54,42 +53,14 @@ def list_images(paths: List[str], limit: int) -> List[Path]:
     return files[:limit]
 
 
-def load_square(path: Path, size: int) -> np.ndarray:
-    """BGR image, shorter side resized to ``size`` (bicubic), centre-cropped square."""
-    img = mmcv.imread(str(path))
-    img = mmcv.imrescale(img, (size, 10**6), interpolation='bicubic')
-    h, w = img.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return img[top:top + size, left:left + size]
-
-
-@torch.no_grad()
-def reconstruct(model: torch.nn.Module, img_bgr: np.ndarray, seed: int) -> List[np.ndarray]:
-    """Return the four RGB uint8 panels for one image."""
-    pre = model.data_preprocessor
-    raw = torch.from_numpy(img_bgr).permute(2, 0, 1)[None].float()  # 1, 3, H, W
-    x = pre(dict(inputs=raw.to(pre.device), data_samples=None), False)['inputs']
-    torch.manual_seed(seed)
-    latent, mask, ids_restore = model.backbone(x)
-    pred = model.neck(latent, ids_restore)  # 1, L, p*p*3
-    head = model.head
-    if head.norm_pix:  # predictions are per-unit normalised pixels
-        target = head.patchify(x)  # 1, L, p*p*3
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        pred = pred * (var + 1e-6)**.5 + mean
-    recon = head.unpatchify(pred)  # 1, 3, H, W
-    unit_mask = head.unpatchify(mask[..., None].expand_as(pred))  # 1, 3, H, W
-    std, mean = pre.std.view(1, 3, 1, 1), pre.mean.view(1, 3, 1, 1)
-
-    def to_rgb(t: torch.Tensor) -> np.ndarray:
-        return (t * std + mean).clamp(0, 255)[0].permute(1, 2, 0).byte().cpu().numpy()
-
+def panels_of(model: torch.nn.Module, path: Path, seed: int) -> List[np.ndarray]:
+    """The four RGB uint8 panels of one image (hivit_mm.apis.reconstruct)."""
+    out = reconstruct(model, [path], seed=seed)
+    mask = out['mask']
+    pasted = out['original'] * (1 - mask) + out['reconstruction'] * mask
     return [
-        to_rgb(x),
-        to_rgb(x * (1 - unit_mask)),  # masked units shown in the mean colour
-        to_rgb(recon),
-        to_rgb(x * (1 - unit_mask) + recon * unit_mask),
+        t[0].permute(1, 2, 0).round().byte().cpu().numpy()  # H, W, 3
+        for t in (out['original'], out['masked'], out['reconstruction'], pasted)
     ]
 
 
@@ -105,12 +76,10 @@ def make_row(panels: List[np.ndarray], min_panel: int, gap: int = 4) -> np.ndarr
 
 def main() -> None:
     args = parse_args()
-    model = init_model(args.config, args.checkpoint, device=args.device).eval()
-    # the pre-training input size: units per side times the unit size
-    size = int(model.neck.num_patches**.5) * model.head.patch_size
+    model = init_model(args.config, args.checkpoint, device=args.device)
     mkdir_or_exist(args.out_dir)
     for path in list_images(args.images, args.max_images):
-        panels = reconstruct(model, load_square(path, size), args.seed)
+        panels = panels_of(model, path, args.seed)
         out = osp.join(args.out_dir, f'{path.stem}_mae.png')
         mmcv.imwrite(mmcv.rgb2bgr(make_row(panels, args.min_panel)), out)
         print(out)

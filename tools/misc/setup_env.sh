@@ -33,6 +33,16 @@ pip_() {
         PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip "$@"
 }
 
+check_one_opencv() {
+    local dists
+    dists=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(" ".join(sorted({d.metadata["Name"].lower() for d in m.distributions() if d.metadata["Name"].lower().startswith("opencv")})))')
+    if [ "$dists" != "opencv-python-headless" ]; then
+        log "expected one OpenCV distribution, opencv-python-headless; found: ${dists:-none}"
+        log "(two OpenCV packages share the cv2/ folder; see requirements/runtime.txt)"
+        exit 1
+    fi
+}
+
 check_imports() {
     local missing=()
     for mod in torch torchvision mmengine mmcv.ops mmpretrain.models mmdet.models mmseg.models hivit_mm; do
@@ -70,8 +80,14 @@ log "build tools"
 pip_ install -q -r "$REQ/build.txt"
 log "torch and torchvision from the package registry (large download on a cold machine)"
 pip_ install -q -r "$REQ/torch.txt"
-log "mmengine"
-pip_ install -q "opencv-python-headless<5" mmengine==0.10.7
+# One OpenCV (why: requirements/runtime.txt). mmengine's published wheel requires
+# opencv-python; its setup.py requires no OpenCV when cv2 already imports, so it is built
+# (pure Python, seconds) from its sdist without isolation, after the headless build, with
+# its other requirements listed in runtime.txt. mmcv's setup.py below does the same.
+log "OpenCV (headless) and mmengine"
+pip_ install -q "$(grep -i '^opencv-python-headless' "$REQ/runtime.txt")"
+pip_ install -q --no-build-isolation --no-binary mmengine "$(grep '^mmengine' "$REQ/mminstall.txt")" \
+    -r "$REQ/runtime.txt"
 # mmcv's setup.py skips its C++ ops silently when torch is not importable, so it must build
 # without isolation, against the torch installed above. pip caches the built wheel, so later
 # environments on this machine reuse it instead of compiling again.
@@ -83,6 +99,7 @@ log "hivit_mm (editable)"
 pip_ install -q --no-deps --no-build-isolation -e "$ROOT"
 
 check_imports
+check_one_opencv
 echo "$env_key" >"$ENV_STAMP"
 echo "$pkg_key" >"$PKG_STAMP"
 log "environment ready in $(( $(date +%s) - start )) s"
