@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Union
 import torch.distributed as torch_dist
 from mmengine.dist import get_rank, get_world_size, is_distributed, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmengine.runner.loops import BaseLoop
@@ -236,7 +236,11 @@ class ReliableRunner(Runner):
         """
         checkpoint = _load_checkpoint(filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
+        model = self.model
+        # the weights are those of the wrapped model (DDP, or a test-time-augmentation
+        # model such as mmseg's SegTTAModel), as mmengine's load_state_dict unwraps
+        while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
         state = checkpoint.get('state_dict', checkpoint) if isinstance(
             checkpoint, dict) else checkpoint
         metadata = getattr(state, '_metadata', None)
