@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -164,9 +164,9 @@ def release_views(h: int, w: int) -> List[tuple]:
 
 @pytest.mark.parametrize('hw', [(512, 683), (480, 360), (640, 640)])
 def test_tta_pipeline_makes_the_release_views(hw):
+    import mmcv
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
-    import mmcv
     cfg = Config.fromfile(str(ADE640))
     init_default_scope('mmseg')
     assert cfg.tta_model.type == 'SegTTAModel'

@@ -9,8 +9,9 @@ Examples::
 
     python tools/test.py configs/xxx.py work_dirs/xxx/iter_2.pth
     python tools/test.py configs/xxx.py ckpt.pth --out preds.pkl --show-dir vis
-    python tools/test.py configs/upernet/upernet_hivit-base-p16_8xb4-80k_ade20k-640x640.py \
-        ckpt.pth --tta  # multi-scale + flip (the config's tta_pipeline)
+    python tools/test.py \
+        configs/upernet/upernet_hivit-base-p16_8xb4-80k_ade20k-640x640.py ckpt.pth \
+        --tta  # multi-scale + flip (the config's tta_pipeline)
     bash tools/dist_test.sh configs/xxx.py ckpt.pth 8
 """
 import argparse

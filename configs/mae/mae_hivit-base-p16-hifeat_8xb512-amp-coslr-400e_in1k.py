@@ -4,7 +4,8 @@
 # norms, biases, position embeddings and the mask token, 40 warmup epochs then cosine
 # per iteration to 0, RandomResizedCrop 224 scale (0.2, 1.0) bicubic + flip.
 #
-#   bash tools/dist_train.sh configs/mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py 8
+#   bash tools/dist_train.sh \
+#       configs/mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py 8
 _base_ = [
     '../_base_/models/mae_hivit-base-p16-hifeat.py',
     'mmpretrain::_base_/datasets/imagenet_bs512_mae.py',

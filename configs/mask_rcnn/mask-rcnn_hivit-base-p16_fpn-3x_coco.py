@@ -40,7 +40,8 @@ _base_ = [
 custom_imports = dict(
     imports=['hivit_mm.models', 'hivit_mm.engine'], allow_failed_imports=False)
 
-checkpoint = 'work_dirs/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
+checkpoint = ('work_dirs/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-1600e_in1k/'
+              'epoch_1600.pth')
 
 embed_dims = 512  # of arch 'base'; the stage channels are C/4, C/2, C, C
 norm_cfg = dict(type='SyncBN', requires_grad=True)
