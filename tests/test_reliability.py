@@ -234,6 +234,7 @@ def test_kill_during_save_leaves_a_resumable_checkpoint(tmp_path: Path,
 
 def test_auto_resume_choice(tmp_path: Path) -> None:
     import logging
+
     from hivit_mm.engine.runner import find_resumable_checkpoint
     logger = logging.getLogger('test_auto_resume_choice')
     assert find_resumable_checkpoint(str(tmp_path), logger) is None
@@ -312,8 +313,8 @@ def test_resume_refuses_another_width(train_py: ModuleType, trained: Path,
 
 # --------------------------------------------------- 6. distributed time-outs
 @pytest.mark.e2e
-def test_hung_rank_stops_the_job_after_the_configured_timeout(tmp_path: Path,
-                                                               shapes: Path) -> None:
+def test_hung_rank_stops_the_job_after_the_configured_timeout(
+        tmp_path: Path, shapes: Path) -> None:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
@@ -393,6 +394,7 @@ def test_data_errors_name_the_file(train_py: ModuleType, shapes: Path, tmp_path:
 
 def test_empty_dataset_refused() -> None:
     from hivit_mm.engine import ReliableRunner
+
     # mmengine would train zero iterations (or spin forever with InfiniteSampler)
     with pytest.raises(ValueError, match=r'the dataset \(list\) is empty'):
         ReliableRunner.build_dataloader(

@@ -56,7 +56,6 @@ def _load_url_checkpoint(filename: str, map_location: Any = None) -> Any:
     return load_checkpoint_url(filename, map_location)
 
 
-
 def _describe_sample(dataset: Any, idx: int) -> str:
     """The file fields of a dataset's sample, for error messages."""
     try:
