@@ -165,6 +165,40 @@ def test_nan_batches_skipped_when_asked(tmp_path: Path, shapes: Path) -> None:
     assert after['message_hub']['runtime_info']['non_finite_skipped'] == 2
 
 
+@pytest.mark.parametrize('action', ['raise', 'skip'])
+def test_non_finite_gradient_norm_caught_before_the_step(action: str) -> None:
+    """A finite loss with an infinite gradient (sqrt at 0), under norm clipping."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MessageHub, MMLogger
+    from mmengine.optim import OptimWrapper
+
+    from hivit_mm.engine import NonFiniteLossError, NonFiniteLossHook
+    weight = torch.nn.Parameter(torch.ones(3))
+    model = torch.nn.Module()
+    model.weight = weight
+    model.parse_losses = lambda losses: (losses, dict(loss=losses))
+    runner = SimpleNamespace(
+        optim_wrapper=OptimWrapper(torch.optim.SGD([weight], lr=1.),
+                                   clip_grad=dict(max_norm=1.)),
+        model=model, message_hub=MessageHub.get_instance(f'grad-norm-{action}'),
+        logger=MMLogger.get_instance(f'grad-norm-{action}'), iter=6, epoch=0)
+    hook = NonFiniteLossHook(action=action)
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0, dict(inputs=[], data_samples=[]))
+    loss, _ = model.parse_losses(torch.sqrt(weight - 1).sum())
+    assert torch.isfinite(loss)
+    if action == 'raise':
+        with pytest.raises(NonFiniteLossError,
+                           match='non-finite gradient norm .* at iteration 7'):
+            runner.optim_wrapper.update_params(loss)
+    else:
+        runner.optim_wrapper.update_params(loss)
+        assert runner.message_hub.get_info('non_finite_skipped') == 1
+        assert weight.grad is None  # dropped
+    assert torch.equal(weight.detach(), torch.ones(3))  # no optimizer step
+
+
 # ----------------------------------------------------------- 2. strict load_from
 def _edited(src: Path, dst: Path, edit) -> Path:
     ckpt = load_checkpoint_file(str(src))
