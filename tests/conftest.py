@@ -1,8 +1,112 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
-"""Test-suite configuration: the ``e2e`` marker of slow end-to-end tool runs
-(``pytest -m "not e2e"`` is the unit tier)."""
+"""What several test modules share: the tiny archs, the optimizer-group reader, the
+mmpretrain Swin that GreenSwin must equal, and the runner of tools in a subprocess.
+
+Test modules import the constants and helpers (``from conftest import HIVIT_TINY``;
+pytest puts this folder on ``sys.path``). Tiers: tests that run a tool end to end in a
+subprocess carry the ``e2e`` marker (registered in ``pytest.ini``), so
+``pytest -m "not e2e"`` is the unit tier.
+"""
+import copy
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import torch.nn as nn
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmpretrain.models import SwinTransformer
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Tiny HiViT: 32 wide, depths (1, 1, 2) (2 + 2 stem MLP blocks, 2 main blocks), 2 heads.
+HIVIT_TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
+#: Tiny Swin/GreenSwin: 32 wide, four stages of two blocks; its 32-px units at 128 px
+#: give stage sides 32, 16, 8, 4.
+SWIN_TINY = dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
+#: LayerNorm of the GreenMIM recipe (every norm of the Swin).
+LN = dict(type='LN', eps=1e-6)
+
+TOOL_TIMEOUT = 300  # seconds per subprocess: generous, a tiny run takes ~10 s on 2 cores
 
 
-def pytest_configure(config) -> None:
-    config.addinivalue_line(
-        'markers', 'e2e: slow end-to-end runs of the tools (deselect with -m "not e2e")')
+def param_settings(optim_wrapper: OptimWrapper, model: nn.Module,
+                   named_groups: bool = False) -> Dict[str, Tuple[float, float]]:
+    """``name -> (lr, weight_decay)`` of every parameter in the optimizer.
+
+    Checks that no parameter is in two groups; with ``named_groups`` also that each
+    group lists ``param_names`` matching its tensors (as hivit_mm's layer-decay
+    constructor writes them).
+    """
+    names = {p: n for n, p in model.named_parameters()}
+    out = {}
+    for group in optim_wrapper.optimizer.param_groups:
+        if named_groups:
+            assert group['param_names'] == [names[p] for p in group['params']]
+            assert group['params'], 'empty group'
+        for p in group['params']:
+            assert names[p] not in out, f'{names[p]} is in two groups'
+            out[names[p]] = (group['lr'], group['weight_decay'])
+    return out
+
+
+def cpu_optim_wrapper(cfg, model: nn.Module) -> OptimWrapper:
+    """The config's optimizer wrapper, ``AmpOptimWrapper`` (GPU only) swapped for
+    ``OptimWrapper``."""
+    ow_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if ow_cfg.get('type') == 'AmpOptimWrapper':
+        ow_cfg.type = 'OptimWrapper'
+        ow_cfg.pop('loss_scale', None)
+    return build_optim_wrapper(model, ow_cfg)
+
+
+def mmpretrain_swin(window: int, **kwargs) -> SwinTransformer:
+    """mmpretrain's ``SwinTransformer`` with :data:`SWIN_TINY` as GreenSwin builds it
+    (every LayerNorm eps 1e-6, no padding of small maps), in eval mode."""
+    model = SwinTransformer(
+        **dict(dict(arch=dict(SWIN_TINY), window_size=window, drop_path_rate=0.,
+                    pad_small_map=False, norm_cfg=LN,
+                    stage_cfgs=dict(block_cfgs=dict(norm_cfg=LN),
+                                    downsample_cfg=dict(norm_cfg=LN)),
+                    patch_cfg=dict(norm_cfg=LN)), **kwargs))
+    model.eval()  # returns None in mmpretrain's Swin
+    return model
+
+
+def tool_env(**extra: str) -> Dict[str, str]:
+    """Environment of a tool run: CPU only, one thread, this interpreter and this
+    checkout first, no inherited rank or checkpoint-loading override."""
+    env = dict(os.environ)
+    env.update(
+        CUDA_VISIBLE_DEVICES='',
+        OMP_NUM_THREADS='1',
+        PATH=f'{osp.dirname(sys.executable)}{os.pathsep}{env.get("PATH", "")}',
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH')) if p))
+    for key in ('LOCAL_RANK', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'):
+        env.pop(key, None)  # our custom_imports must make checkpoints load
+    env.update(extra)
+    return env
+
+
+def run_tool(cmd: List[str], timeout: int = TOOL_TIMEOUT,
+             **env: str) -> subprocess.CompletedProcess:
+    """Run a command from the repository root (stdout and stderr merged)."""
+    return subprocess.run(cmd, cwd=REPO, env=tool_env(**env), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def run_ok(cmd: List[str], timeout: int = TOOL_TIMEOUT, **env: str) -> str:
+    """:func:`run_tool`, asserting a zero exit status; returns the output."""
+    proc = run_tool(cmd, timeout=timeout, **env)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    return proc.stdout
+
+
+def free_port() -> int:
+    """A free local TCP port (for a distributed run's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]

@@ -72,6 +72,7 @@ def _check_timing_fields(row: dict, iters: int) -> None:
     assert row['params_m'] > 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('device', DEVICES)
 def test_benchmark_backbone_tiny(tmp_path, device):
     out_json = tmp_path / 'backbone.json'
@@ -101,6 +102,7 @@ def test_benchmark_backbone_tiny(tmp_path, device):
         res['ours']['img_per_s'] / res['mmpretrain']['img_per_s'])
 
 
+@pytest.mark.e2e
 def test_benchmark_backbone_subset_no_rpe(tmp_path):
     out_json = tmp_path / 'backbone.json'
     out = _run(BACKBONE, '--tiny', '--device', 'cpu', '--no-rpe', '--models', 'ours',
@@ -110,6 +112,7 @@ def test_benchmark_backbone_subset_no_rpe(tmp_path):
     assert doc['rpe'] is False and doc['ratio_ours_over_mmpretrain'] is None
 
 
+@pytest.mark.e2e
 def test_benchmark_backbone_interleaved(tmp_path):
     out_json = tmp_path / 'backbone.json'
     out = _run(BACKBONE, '--tiny', '--device', 'cpu', '--interleave', '--iters', '2',
@@ -143,6 +146,7 @@ def _check_pretrain_doc(doc: dict, names: List[str], device: str) -> None:
             assert all(v >= 0 for v in r['timings_ms_per_step'].values())
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('device', DEVICES)
 def test_benchmark_pretrain_tiny(tmp_path, device):
     out_json = tmp_path / 'pretrain.json'
@@ -165,6 +169,7 @@ def test_benchmark_pretrain_tiny(tmp_path, device):
         assert all(r['peak_mem_mib'] > 0 for r in doc['results'])
 
 
+@pytest.mark.e2e
 def test_benchmark_pretrain_isolated_subset(tmp_path):
     out_json = tmp_path / 'pretrain.json'
     names = ['mmpretrain-simmim-swin']
@@ -176,6 +181,7 @@ def test_benchmark_pretrain_isolated_subset(tmp_path):
     assert [r[0] for r in _table_rows(out)] == names
 
 
+@pytest.mark.e2e
 def test_benchmark_pretrain_interleaved_subset(tmp_path):
     out_json = tmp_path / 'pretrain.json'
     names = ['mmpretrain-mae-vit', 'hivit-mae']  # ours is the reference wherever listed

@@ -7,18 +7,18 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 
+from conftest import HIVIT_TINY
 from hivit_mm.models import HiViT
 from hivit_mm.utils.checkpoint import (CheckpointHashError, hash_in_name,
                                        load_checkpoint_file, load_checkpoint_url,
                                        publish_checkpoint)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
 
 
 def tiny_hivit(**kwargs) -> HiViT:
     torch.manual_seed(0)
-    model = HiViT(arch=TINY, img_size=32, **kwargs)
+    model = HiViT(arch=HIVIT_TINY, img_size=32, **kwargs)
     model.init_weights()
     return model
 

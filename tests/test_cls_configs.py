@@ -11,20 +11,19 @@ matter are asserted on the parsed configs, against the official recipes
 import copy
 import math
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from conftest import HIVIT_TINY, cpu_optim_wrapper, param_settings
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs' / 'hivit'
-TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
 IMG = 32
 
 # file -> (arch, embed dims, drop path)
@@ -46,8 +45,8 @@ def tiny_model(cfg: Config) -> nn.Module:
     init_default_scope(cfg.default_scope)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model_cfg.backbone.update(arch=dict(TINY), img_size=IMG, init_cfg=None)
-    model_cfg.neck.in_channels = model_cfg.head.in_channels = TINY['embed_dims']
+    model_cfg.backbone.update(arch=dict(HIVIT_TINY), img_size=IMG, init_cfg=None)
+    model_cfg.neck.in_channels = model_cfg.head.in_channels = HIVIT_TINY['embed_dims']
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
@@ -60,24 +59,6 @@ def batch(n: int = 4) -> dict:
         inputs=[torch.randint(0, 256, (3, IMG, IMG), dtype=torch.uint8, generator=g)
                 for _ in range(n)],
         data_samples=[DataSample().set_gt_label(i * 7) for i in range(n)])
-
-
-def cpu_optim_wrapper(cfg: Config, model: nn.Module) -> OptimWrapper:
-    ow_cfg = copy.deepcopy(cfg.optim_wrapper)
-    if ow_cfg.get('type') == 'AmpOptimWrapper':
-        ow_cfg.type = 'OptimWrapper'
-        ow_cfg.pop('loss_scale', None)
-    return build_optim_wrapper(model, ow_cfg)
-
-
-def settings(ow: OptimWrapper, model: nn.Module) -> Dict[str, Tuple[float, float]]:
-    """``name -> (lr, weight_decay)`` of every parameter in the optimizer."""
-    names = {p: n for n, p in model.named_parameters()}
-    out = {}
-    for group in ow.optimizer.param_groups:
-        for p in group['params']:
-            out[names[p]] = (group['lr'], group['weight_decay'])
-    return out
 
 
 def no_decay(name: str, param: torch.Tensor) -> bool:
@@ -130,7 +111,7 @@ def test_config_builds_trains_and_predicts(name):
 def test_supervised_groups_decay_only_matrices(name):
     cfg = load(name)
     model = tiny_model(cfg)
-    got = settings(cpu_optim_wrapper(cfg, model), model)
+    got = param_settings(cpu_optim_wrapper(cfg, model), model)
     want = {n: (1e-3, 0. if no_decay(n, p) else 0.05)
             for n, p in model.named_parameters()}
     assert got == want
@@ -140,11 +121,11 @@ def test_finetune_groups_have_the_layer_decay_scales():
     cfg = load(FINETUNE)
     model = tiny_model(cfg)
     ow = cpu_optim_wrapper(cfg, model)
-    num_layers = TINY['depths'][2] + 2
+    num_layers = HIVIT_TINY['depths'][2] + 2
     for group in ow.optimizer.param_groups:
         i = group['layer_id']
         assert group['lr'] == 2e-3 * 0.85**(num_layers - 1 - i)
-    got = settings(ow, model)
+    got = param_settings(ow, model)
     assert set(got) == {n for n, _ in model.named_parameters()}
     assert got['backbone.patch_embed.proj.weight'] == (2e-3 * 0.85**3, 0.05)
     assert got['backbone.stem.0.blocks.0.mlp.fc1.weight'] == (2e-3 * 0.85**3, 0.05)
@@ -162,7 +143,7 @@ def test_finetune_loads_an_mae_encoder_through_its_init_cfg(tmp_path):
     torch.manual_seed(1)
     mae = MODELS.build(
         dict(type='MAE',
-             backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(TINY), img_size=IMG,
+             backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY), img_size=IMG,
                            fuse_stem_features=True),
              neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=(IMG // 16)**2,
                        patch_size=16, embed_dim=7 * 32, decoder_embed_dim=16,
@@ -174,7 +155,7 @@ def test_finetune_loads_an_mae_encoder_through_its_init_cfg(tmp_path):
     torch.save(dict(state_dict=mae.state_dict(), meta=dict()), path)
 
     cfg = load(FINETUNE)
-    cfg.model.backbone.update(arch=dict(TINY), img_size=IMG)
+    cfg.model.backbone.update(arch=dict(HIVIT_TINY), img_size=IMG)
     cfg.model.backbone.init_cfg.checkpoint = str(path)
     cfg.model.neck.in_channels = cfg.model.head.in_channels = 32
     model = MODELS.build(cfg.model)
@@ -191,7 +172,7 @@ def test_finetune_loads_an_mae_encoder_through_its_init_cfg(tmp_path):
 def test_finetune_without_a_checkpoint_fails_loudly():
     cfg = load(FINETUNE)
     assert cfg.checkpoint == ''  # to be given on the command line
-    cfg.model.backbone.update(arch=dict(TINY), img_size=IMG)
+    cfg.model.backbone.update(arch=dict(HIVIT_TINY), img_size=IMG)
     cfg.model.neck.in_channels = cfg.model.head.in_channels = 32
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model)

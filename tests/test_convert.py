@@ -22,6 +22,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.models.backbones import HiViT as MMPretrainHiViT
 from mmpretrain.registry import MODELS
 
+from conftest import HIVIT_TINY
 from hivit_mm.models import HiViT
 from hivit_mm.models.convert import (convert_mmpretrain_hivit, convert_official_hivit,
                                      flat_block_layout, rename_flat_block_key)
@@ -34,8 +35,8 @@ def _mmpretrain_scope():
 
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DIM, DEPTHS, HEADS = 32, (1, 1, 2), 2
-TINY = dict(embed_dims=DIM, depths=DEPTHS, num_heads=HEADS)
+TINY = HIVIT_TINY
+DIM, DEPTHS, HEADS = TINY['embed_dims'], TINY['depths'], TINY['num_heads']
 EPS = 1e-6
 
 

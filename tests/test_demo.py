@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.e2e  # runs the tools end to end
 
 
 def test_quick_demo_chain_writes_every_artifact(tmp_path):

@@ -14,11 +14,8 @@ configs ``tests/data/{det,seg}_tiny_*.py`` and the built-in shapes data, CPU onl
 """
 import json
 import math
-import os
 import os.path as osp
 import re
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -37,9 +34,10 @@ from mmengine.structures import PixelData
 pytest.importorskip('mmdet.models')
 pytest.importorskip('mmseg.models')
 
+from conftest import HIVIT_TINY, free_port, run_ok  # noqa: E402
 from hivit_mm.datasets import make_detection, make_segmentation  # noqa: E402
-from hivit_mm.models import HiViT  # noqa: E402
-from hivit_mm.models.hivit import resize_rel_pos_bias_table  # noqa: E402
+from hivit_mm.models import HiViT, MaskedHiViT  # noqa: E402
+from hivit_mm.models.geometry import resize_rel_pos_bias_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DET_3X = REPO / 'configs/mask_rcnn/mask-rcnn_hivit-base-p16_fpn-3x_coco.py'
@@ -51,7 +49,6 @@ SEG_CONFIGS = (SEG_640, SEG_512)
 TINY_DET = REPO / 'tests/data/det_tiny_mask-rcnn_hivit.py'
 TINY_SEG = REPO / 'tests/data/seg_tiny_upernet_hivit.py'
 
-TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
 GRID = 64  # backbone img_size of the tiny models (pixels)
 # 32-channel FPN and heads, fewer proposals and RoIs than COCO's (seconds, not minutes,
 # per step on a CPU; as tests/data/det_tiny_mask-rcnn_hivit.py)
@@ -73,13 +70,12 @@ SMALL_DET_HEADS = {
     'model.test_cfg.rpn.max_per_img': 100,
     'model.test_cfg.rcnn.max_per_img': 20,
 }
-TIMEOUT = 300  # seconds per subprocess; a run takes ~10-40 s on 2 busy cores
 
 
 # ----------------------------------------------------------------------------
 # Building the real configs with a tiny backbone
 # ----------------------------------------------------------------------------
-def _tiny_cfg(path: Path, arch: dict = TINY, **backbone) -> Config:
+def _tiny_cfg(path: Path, arch: dict = HIVIT_TINY, **backbone) -> Config:
     """The config with a tiny HiViT, necks/heads fed its channels, no weights."""
     cfg = Config.fromfile(str(path))
     model = cfg.model
@@ -328,11 +324,11 @@ def mae_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
     torch.manual_seed(1)
-    c = TINY['embed_dims']
+    c = HIVIT_TINY['embed_dims']
     mae = MODELS.build(
         dict(
             type='MAE',
-            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(TINY),
+            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY),
                           img_size=PRE_GRID, mask_ratio=0.75, fuse_stem_features=True),
             neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=4, patch_size=16,
                       embed_dim=7 * c, decoder_embed_dim=16, decoder_depth=1,
@@ -346,7 +342,7 @@ def mae_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     return path, state
 
 
-def _classifier_ckpt(path: Path, arch: dict = TINY,
+def _classifier_ckpt(path: Path, arch: dict = HIVIT_TINY,
                      **backbone) -> Dict[str, torch.Tensor]:
     """A fine-tuned mmpretrain ImageClassifier (official head: mean-pool, LN, fc)."""
     from mmpretrain.registry import MODELS
@@ -387,7 +383,7 @@ def _assert_backbone_loaded(backbone: HiViT, state: Dict[str, torch.Tensor]) -> 
     prefix = 'backbone.'
     src = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     own = backbone.state_dict()
-    pre_only = [k for k in src if k.startswith(HiViT.pretrain_only_keys)]
+    pre_only = [k for k in src if k.startswith(MaskedHiViT.pretraining_keys)]
     assert set(src) - set(own) == set(pre_only)
     for key, value in src.items():
         if key in pre_only:
@@ -425,7 +421,7 @@ def test_finetuned_classifier_checkpoint_initialises_the_segmentor(
     model = _with_weights(SEG_640, ckpt)
     _assert_backbone_loaded(model.backbone, state)
     table = model.backbone.blocks[0].attn.relative_position_bias_table
-    assert tuple(table.shape) == (7 * 7, TINY['num_heads'])  # 3x3 -> 7x7 offsets
+    assert tuple(table.shape) == (7 * 7, HIVIT_TINY['num_heads'])  # 3x3 -> 7x7 offsets
     assert table.abs().sum() > 0
 
 
@@ -436,13 +432,13 @@ def test_mismatched_checkpoints_are_refused_naming_keys(tmp_path: Path,
         _with_weights(DET_3X, cls_ckpt[0])
     # another width: every shape mismatch is named
     wide = tmp_path / 'wide.pth'
-    _classifier_ckpt(wide, arch=dict(TINY, embed_dims=64), use_rel_pos_bias=True)
+    _classifier_ckpt(wide, arch=dict(HIVIT_TINY, embed_dims=64), use_rel_pos_bias=True)
     with pytest.raises(KeyError, match=r'blocks\.0\.attn\.qkv\.weight: checkpoint '
                        r'\(192, 64\) vs model \(96, 32\)'):
         _with_weights(SEG_640, wide)
     # no 'backbone.' keys at all
     bare = tmp_path / 'bare.pth'
-    save_checkpoint(HiViT(arch=dict(TINY)).state_dict(), str(bare))
+    save_checkpoint(HiViT(arch=dict(HIVIT_TINY)).state_dict(), str(bare))
     with pytest.raises(AssertionError, match='backbone. is not in the pretrained'):
         _with_weights(DET_3X, bare)
 
@@ -450,7 +446,7 @@ def test_mismatched_checkpoints_are_refused_naming_keys(tmp_path: Path,
 # ----------------------------------------------------------------------------
 # Layer-wise lr decay on the real models
 # ----------------------------------------------------------------------------
-DEEP = dict(TINY, depths=(1, 1, 4))  # a main stage with a middle block
+DEEP = dict(HIVIT_TINY, depths=(1, 1, 4))  # a main stage with a middle block
 
 
 @pytest.mark.parametrize('path, rate, lr, heads', [
@@ -504,27 +500,6 @@ def test_layer_decay_on_real_models(path: Path, rate: float, lr: float,
 # ----------------------------------------------------------------------------
 # End to end: the tools on the built-in shapes data
 # ----------------------------------------------------------------------------
-def _env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1',
-        PATH=f'{osp.dirname(sys.executable)}{os.pathsep}{env.get("PATH", "")}',
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH')) if p))
-    for key in ('LOCAL_RANK', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'):
-        env.pop(key, None)  # our custom_imports must make checkpoints load
-    env.update(extra)
-    return env
-
-
-def _run(cmd: List[str], **env: str) -> str:
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=_env(**env), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stdout[-5000:]
-    return proc.stdout
-
-
 def _upstream_tool(package: str, name: str) -> str:
     module = __import__(package)
     path = osp.join(osp.dirname(module.__file__), '.mim', 'tools', name)
@@ -569,6 +544,7 @@ NO_VAL = ['train_cfg.max_iters=2', 'val_cfg=None', 'val_dataloader=None',
           'val_evaluator=None', 'default_hooks.checkpoint.interval=2']
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('kind', ['det', 'seg'])
 def test_train_then_test_end_to_end(kind: str, tmp_path: Path,
                                     request: pytest.FixtureRequest) -> None:
@@ -576,7 +552,7 @@ def test_train_then_test_end_to_end(kind: str, tmp_path: Path,
     options = request.getfixturevalue(f'{kind}_options')
     keys = (['coco/bbox_mAP', 'coco/segm_mAP'] if kind == 'det' else ['mIoU'])
     work_dir = tmp_path / 'train'
-    out = _run([sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir),
+    out = run_ok([sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir),
                 *options])
     losses = _losses(work_dir)
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
@@ -584,12 +560,13 @@ def test_train_then_test_end_to_end(kind: str, tmp_path: Path,
     for key in keys:  # validation at the last iteration
         assert 0 <= _metric(out, key) <= 100
     ckpt = work_dir / 'iter_4.pth'
-    out = _run([sys.executable, 'tools/test.py', config, str(ckpt), '--work-dir',
+    out = run_ok([sys.executable, 'tools/test.py', config, str(ckpt), '--work-dir',
                 str(tmp_path / 'test'), *options])
     for key in keys:
         assert 0 <= _metric(out, key) <= 100
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('kind', ['det', 'seg'])
 def test_upstream_train_script_runs_the_config(kind: str, tmp_path: Path,
                                                request: pytest.FixtureRequest) -> None:
@@ -597,27 +574,22 @@ def test_upstream_train_script_runs_the_config(kind: str, tmp_path: Path,
     package, config = ('mmdet', TINY_DET) if kind == 'det' else ('mmseg', TINY_SEG)
     options = request.getfixturevalue(f'{kind}_options')
     work_dir = tmp_path / 'train'
-    _run([sys.executable, _upstream_tool(package, 'train.py'), str(config),
+    run_ok([sys.executable, _upstream_tool(package, 'train.py'), str(config),
           '--work-dir', str(work_dir), *options, *NO_VAL])
     losses = _losses(work_dir)
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
     if kind == 'seg':  # and the upstream test script loads the checkpoint
-        out = _run([sys.executable, _upstream_tool(package, 'test.py'), str(config),
+        out = run_ok([sys.executable, _upstream_tool(package, 'test.py'), str(config),
                     str(work_dir / 'iter_2.pth'), '--work-dir', str(tmp_path / 'test'),
                     *options])
         assert 0 <= _metric(out, 'mIoU') <= 100
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
+@pytest.mark.e2e
 def test_dist_train_two_cpu_processes(tmp_path: Path, det_options: List[str]) -> None:
     work_dir = tmp_path / 'dist'
-    out = _run(['bash', 'tools/dist_train.sh', str(TINY_DET), '2', '--work-dir',
-                str(work_dir), *det_options, *NO_VAL], PORT=str(_free_port()))
+    out = run_ok(['bash', 'tools/dist_train.sh', str(TINY_DET), '2', '--work-dir',
+                str(work_dir), *det_options, *NO_VAL], PORT=str(free_port()))
     assert 'SyncBN replaced by BN' in out
     assert 'Distributed training: True' in out and 'GPU number: 2' in out
     losses = _losses(work_dir)

@@ -3,39 +3,22 @@
 import numpy as np
 import pytest
 import torch
-from mmpretrain.models import SwinTransformer
 
+from conftest import SWIN_TINY, mmpretrain_swin
 from hivit_mm.models.green_swin import (GreenSwin, unit_token_coords, window_counts,
                                         window_index)
 from hivit_mm.registry import MODELS
 
-ARCH = dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
-LN = dict(type='LN', eps=1e-6)
 MODES = ('masking', 'grouping', 'auto')
 
 
 def green(window: int, **kwargs) -> GreenSwin:
     """Tiny GreenSwin with random (non-trivial) weights, bias tables included."""
-    model = GreenSwin(arch=ARCH, window_size=window, out_indices=(0, 1, 2, 3), **kwargs)
+    model = GreenSwin(arch=SWIN_TINY, window_size=window, out_indices=(0, 1, 2, 3), **kwargs)
     gen = torch.Generator().manual_seed(window)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.2 + (p.dim() == 1) * 0.5)
-    model.eval()
-    return model
-
-
-def mmpretrain_swin(window: int) -> SwinTransformer:
-    """mmpretrain's Swin configured as :func:`green` (every LN with eps 1e-6)."""
-    model = SwinTransformer(
-        arch=ARCH,
-        window_size=window,
-        drop_path_rate=0.,
-        out_indices=(0, 1, 2, 3),
-        pad_small_map=False,
-        norm_cfg=LN,
-        stage_cfgs=dict(block_cfgs=dict(norm_cfg=LN), downsample_cfg=dict(norm_cfg=LN)),
-        patch_cfg=dict(norm_cfg=LN))
     model.eval()
     return model
 
@@ -61,7 +44,7 @@ def test_unmasked_equals_mmpretrain_swin(img, window, modes):
     """Dense path and all-units-kept masked path, forced modes on the small input
     (``auto`` at 224 px groups stages 0-2 and masks stage 3)."""
     model = green(window)
-    swin = mmpretrain_swin(window)
+    swin = mmpretrain_swin(window, out_indices=(0, 1, 2, 3))  # as green()
     assert set(swin.state_dict()) == set(model.state_dict())
     swin.load_state_dict(model.state_dict(), strict=True)
     model.load_state_dict(swin.state_dict(), strict=True)
@@ -264,7 +247,7 @@ def test_builds_from_registry_with_official_defaults():
                                           (dict(out_indices=(4, )), 'out_indices')])
 def test_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        GreenSwin(**{'arch': ARCH, **kwargs})
+        GreenSwin(**{'arch': SWIN_TINY, **kwargs})
 
 
 def test_rejects_bad_inputs():
@@ -277,7 +260,7 @@ def test_rejects_bad_inputs():
     with pytest.raises(ValueError, match=r'\[0, 4\)'):
         model.forward_visible(x, torch.tensor([[0, 4]]))
     with pytest.raises(ValueError, match='norm3'):
-        GreenSwin(arch=ARCH, window_size=4, out_indices=(2, ))(x)
+        GreenSwin(arch=SWIN_TINY, window_size=4, out_indices=(2, ))(x)
 
 
 def test_mmpretrain_mae_trains_with_greenswin():
@@ -286,7 +269,7 @@ def test_mmpretrain_mae_trains_with_greenswin():
     from mmpretrain.models import MAE
     init_default_scope('mmpretrain')  # MAE builds its parts in the current scope
     model = MAE(
-        backbone=dict(type='hivit_mm.GreenSwin', arch=ARCH, window_size=4),
+        backbone=dict(type='hivit_mm.GreenSwin', arch=SWIN_TINY, window_size=4),
         neck=dict(
             type='hivit_mm.ClsFreeMAEDecoder',
             num_patches=16,

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import pytest
 import torch
@@ -25,18 +25,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import PatchMerging
 from mmengine.config import Config
-from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmpretrain.models import SwinTransformer
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from conftest import SWIN_TINY, cpu_optim_wrapper, mmpretrain_swin, param_settings
 from hivit_mm.datasets import make_classification
 from hivit_mm.models.convert_swin import (convert_hivit_mm_greenmim,
                                           convert_official_greenmim,
-                                          merging_channels_to_mmcv,
-                                          swin_relative_position_index)
+                                          merging_channels_to_mmcv)
+from hivit_mm.models.geometry import relative_position_index
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs' / 'greenmim'
@@ -49,9 +48,7 @@ ALL = sorted([PRETRAIN_B, PRETRAIN_L, FINETUNE, FINETUNE_768])
 TINY_CONFIG = REPO / 'tests' / 'data' / 'greenmim_tiny.py'
 CONVERTER = REPO / 'tools' / 'model_converters' / 'greenmim_to_mmpretrain.py'
 
-TINY = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
 IMG = 128  # 4x4 mask units of 32 px; stage sides 32, 16, 8, 4
-LN = dict(type='LN', eps=1e-6)
 SUBTOKENS = {  # official concatenation order of the 2x2 sub-tokens (dh, dw)
     'row_first': [(0, 0), (0, 1), (1, 0), (1, 1)],
     'swin': [(0, 0), (1, 0), (0, 1), (1, 1)],
@@ -60,21 +57,6 @@ SUBTOKENS = {  # official concatenation order of the 2x2 sub-tokens (dh, dw)
 
 def load(name: str) -> Config:
     return Config.fromfile(str(CONFIG_DIR / name))
-
-
-def cpu_optim_wrapper(cfg: Config, model: nn.Module) -> OptimWrapper:
-    ow_cfg = copy.deepcopy(cfg.optim_wrapper)
-    assert ow_cfg.type == 'AmpOptimWrapper'  # needs a GPU: swapped for the test
-    ow_cfg.type = 'OptimWrapper'
-    ow_cfg.pop('loss_scale', None)
-    return build_optim_wrapper(model, ow_cfg)
-
-
-def settings(ow: OptimWrapper, model: nn.Module) -> Dict[str, Tuple[float, float]]:
-    """``name -> (lr, weight_decay)`` of every parameter in the optimizer."""
-    names = {p: n for n, p in model.named_parameters()}
-    return {names[p]: (group['lr'], group['weight_decay'])
-            for group in ow.optimizer.param_groups for p in group['params']}
 
 
 def randomize(model: nn.Module, seed: int = 0) -> None:
@@ -90,8 +72,8 @@ def tiny_pretrain_model(cfg: Config, window: int = 4, init: bool = True) -> nn.M
     keeps its configured width, depth and heads."""
     init_default_scope(cfg.default_scope)
     model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.update(arch=dict(TINY), img_size=IMG, window_size=window)
-    model_cfg.neck.update(num_patches=(IMG // 32)**2, embed_dim=8 * TINY['embed_dims'])
+    model_cfg.backbone.update(arch=dict(SWIN_TINY), img_size=IMG, window_size=window)
+    model_cfg.neck.update(num_patches=(IMG // 32)**2, embed_dim=8 * SWIN_TINY['embed_dims'])
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     if init:
@@ -113,24 +95,12 @@ def tiny_classifier(cfg: Config, checkpoint: str) -> nn.Module:
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model_cfg.backbone.update(
-        arch=dict(TINY), img_size=IMG, stage_cfgs=dict(block_cfgs=dict(window_size=4)))
+        arch=dict(SWIN_TINY), img_size=IMG, stage_cfgs=dict(block_cfgs=dict(window_size=4)))
     model_cfg.backbone.init_cfg.checkpoint = checkpoint
-    model_cfg.head.in_channels = 8 * TINY['embed_dims']
+    model_cfg.head.in_channels = 8 * SWIN_TINY['embed_dims']
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
-    return model
-
-
-def mmpretrain_swin(window: int) -> SwinTransformer:
-    """mmpretrain's Swin as the tiny GreenSwin (LayerNorm eps 1e-6). It runs where the
-    windows tile every stage (window 4 at 128 px)."""
-    model = SwinTransformer(
-        arch=dict(TINY), img_size=IMG, window_size=window, drop_path_rate=0.,
-        out_indices=(3, ), pad_small_map=False, norm_cfg=LN,
-        stage_cfgs=dict(block_cfgs=dict(norm_cfg=LN), downsample_cfg=dict(norm_cfg=LN)),
-        patch_cfg=dict(norm_cfg=LN))
-    model.eval()  # returns None in mmpretrain's Swin
     return model
 
 
@@ -248,7 +218,7 @@ def test_pretrain_config_builds_and_trains(name, window):
 
     # one lr; no weight decay on 1-D parameters, bias tables and the mask token; the
     # fixed decoder embedding is not optimised
-    got = settings(ow, model)
+    got = param_settings(ow, model)
     want = {}
     for n, p in model.named_parameters():
         if p.requires_grad:
@@ -364,9 +334,9 @@ def test_finetune_loads_a_converted_checkpoint_and_trains(tmp_path):
     # layer decay with SwinTransformer.get_layer_depth (SimMIM's rule): patch embedding
     # 0, block j of stage i 1 + sum(depths[:i]) + j, PatchMerging with the last block of
     # its stage, final norm and head sum(depths) + 1; no decay on 1-D and bias tables
-    num_layers = sum(TINY['depths']) + 2
+    num_layers = sum(SWIN_TINY['depths']) + 2
     lr = lambda layer: 2.5e-3 * 0.9**(num_layers - 1 - layer)  # noqa: E731
-    got = settings(ow, model)
+    got = param_settings(ow, model)
     assert set(got) == {n for n, _ in model.named_parameters()}
     assert got['backbone.patch_embed.projection.weight'] == (lr(0), 0.05)
     assert got['backbone.patch_embed.norm.weight'] == (lr(0), 0.)
@@ -388,7 +358,7 @@ def test_ours_converts_strictly_into_mmpretrain_swin_with_identical_features():
     assert set(converted) == {k for k in mae.state_dict() if k.startswith('backbone.')}
     assert 'backbone.norm3.weight' in converted  # the final encoder LayerNorm
 
-    swin = mmpretrain_swin(window=4)
+    swin = mmpretrain_swin(4, img_size=IMG, out_indices=(3, ))
     swin.load_state_dict(strip(converted, 'backbone.'), strict=True)
     x = images()
     with torch.no_grad():
@@ -513,10 +483,10 @@ def test_official_layout_converts_back_to_the_original(order):
     backbone_only = convert_official_greenmim(official, patch_merging_order=order)
     assert set(backbone_only) == {k for k in original if k.startswith('backbone.')}
     # mmpretrain's Swin takes the result strictly (its index buffers included)
-    swin = mmpretrain_swin(window=8)
+    swin = mmpretrain_swin(8, img_size=IMG, out_indices=(3, ))
     swin.load_state_dict(strip(backbone_only, 'backbone.'), strict=True)
     assert torch.equal(swin.stages[3].blocks[0].attn.w_msa.relative_position_index,
-                       swin_relative_position_index(8))
+                       relative_position_index((8, 8)))
 
     # the other order gives other PatchMerging weights
     other = 'swin' if order == 'row_first' else 'row_first'
@@ -614,6 +584,7 @@ def losses(work_dir: Path) -> List[float]:
     return [r['loss'] for r in sorted(records, key=lambda r: r['step']) if 'loss' in r]
 
 
+@pytest.mark.e2e
 def test_tiny_pretraining_end_to_end(tmp_path):
     """tools/train.py on the tiny config (40 iterations): the loss falls clearly; the
     checkpoint converts and initialises the fine-tuning classifier."""

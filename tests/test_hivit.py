@@ -5,17 +5,17 @@ import torch
 import torch.nn as nn
 from mmengine.runner import save_checkpoint
 
+from conftest import HIVIT_TINY
 from hivit_mm.models import HiViT
-from hivit_mm.models.hivit import (quarter_global_blocks, relative_position_index,
-                                   resize_rel_pos_bias_table)
+from hivit_mm.models.geometry import relative_position_index, resize_rel_pos_bias_table
+from hivit_mm.models.hivit import quarter_global_blocks
+from hivit_mm.models.loading import load_backbone_weights
 from hivit_mm.utils.complexity import count_macs
-
-TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
 
 
 def tiny(**kwargs) -> HiViT:
     torch.manual_seed(0)
-    model = HiViT(arch=dict(TINY), **kwargs)
+    model = HiViT(arch=dict(HIVIT_TINY), **kwargs)
     model.init_weights()
     return model.eval()
 
@@ -74,7 +74,7 @@ def test_bad_arch_names_the_valid_ones():
 
 def test_sizes_not_multiple_of_16_are_rejected():
     with pytest.raises(ValueError, match='img_size 40x40 is not a multiple'):
-        HiViT(arch=dict(TINY), img_size=40)
+        HiViT(arch=dict(HIVIT_TINY), img_size=40)
     model = tiny(img_size=32)
     with pytest.raises(ValueError, match='input 32x40 is not a multiple'):
         model(torch.randn(1, 3, 32, 40))
@@ -96,9 +96,9 @@ def test_negative_out_indices_and_errors():
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[-1] for o in outs] == [2, 4]
     with pytest.raises(ValueError, match='repeats'):
-        HiViT(arch=dict(TINY), out_indices=(2, -2))
+        HiViT(arch=dict(HIVIT_TINY), out_indices=(2, -2))
     with pytest.raises(ValueError, match='out of range'):
-        HiViT(arch=dict(TINY), out_indices=(4, ))
+        HiViT(arch=dict(HIVIT_TINY), out_indices=(4, ))
 
 
 def test_stage_maps_are_the_unit_tokens_in_place():
@@ -254,7 +254,7 @@ def test_quarter_global_blocks_rule():
     assert quarter_global_blocks(10) == (1, 4, 6, 9)
     assert tiny(window_size=2).global_blocks == (0, 1)
     with pytest.raises(ValueError, match='only used with window_size'):
-        HiViT(arch=dict(TINY), global_blocks=(0, ))
+        HiViT(arch=dict(HIVIT_TINY), global_blocks=(0, ))
     with pytest.raises(ValueError, match='masked forward'):
         tiny(img_size=32, window_size=1).forward_units(
             torch.randn(1, 3, 32, 32), torch.tensor([[0]]))
@@ -271,7 +271,7 @@ def test_gradients_reach_every_parameter():
 
 
 def test_drop_path_follows_the_official_schedule():
-    model = HiViT(arch=dict(TINY), drop_path_rate=0.5)
+    model = HiViT(arch=dict(HIVIT_TINY), drop_path_rate=0.5)
     blocks = [b for s in model.stem for b in s.blocks] + list(model.blocks)
     rates = [getattr(b.drop_path, 'drop_prob', 0.) for b in blocks]
     assert len(rates) == 2 + 2 + 2  # 2*d0 + 2*d1 + d2
@@ -303,11 +303,11 @@ def test_frozen_stages_stay_frozen_and_in_eval(stages, frozen_prefixes):
     assert not model.patch_embed.training
     assert model.blocks[0].training == (stages < 2)
     with pytest.raises(ValueError, match='frozen_stages'):
-        HiViT(arch=dict(TINY), frozen_stages=4)
+        HiViT(arch=dict(HIVIT_TINY), frozen_stages=4)
 
 
 def test_layer_depth_convention():
-    model = HiViT(arch=dict(TINY), use_rel_pos_bias=True, out_norm=True)
+    model = HiViT(arch=dict(HIVIT_TINY), use_rel_pos_bias=True, out_norm=True)
     depth = {n: model.get_layer_depth('backbone.' + n, 'backbone.')
              for n, _ in model.named_parameters()}
     assert {v[1] for v in depth.values()} == {4}
@@ -325,7 +325,7 @@ def test_pretrained_init_cfg_loads_every_key(tmp_path):
     src = tiny(img_size=32, use_rel_pos_bias=True)
     path = str(tmp_path / 'ckpt.pth')
     save_checkpoint({'backbone.' + k: v for k, v in src.state_dict().items()}, path)
-    dst = HiViT(arch=dict(TINY), img_size=32, use_rel_pos_bias=True,
+    dst = HiViT(arch=dict(HIVIT_TINY), img_size=32, use_rel_pos_bias=True,
                 init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
     dst.init_weights()
     for k, v in src.state_dict().items():
@@ -333,7 +333,7 @@ def test_pretrained_init_cfg_loads_every_key(tmp_path):
 
 
 def test_pretrained_without_a_checkpoint_says_what_to_set():
-    model = HiViT(arch=dict(TINY), init_cfg=dict(type='Pretrained', checkpoint=''))
+    model = HiViT(arch=dict(HIVIT_TINY), init_cfg=dict(type='Pretrained', checkpoint=''))
     with pytest.raises(ValueError, match='model.backbone.init_cfg.checkpoint=PATH'):
         model.init_weights()
 
@@ -347,7 +347,7 @@ def test_pretrained_mismatches_are_named(tmp_path):
     bad['blocks.0.extra'] = torch.zeros(1)
     bad['blocks.0.norm1.weight'] = torch.zeros(7)
     with pytest.raises(KeyError) as err:
-        dst.load_pretrained(bad, source='bad.pth')
+        load_backbone_weights(dst, bad, source='bad.pth')
     msg = str(err.value)
     assert 'blocks.1.mlp.fc1.weight' in msg and 'blocks.0.extra' in msg
     assert 'blocks.0.norm1.weight: checkpoint (7,) vs model (32,)' in msg
@@ -356,11 +356,11 @@ def test_pretrained_mismatches_are_named(tmp_path):
 def test_out_norms_missing_from_a_pretraining_checkpoint_keep_their_init():
     src = tiny(img_size=32)
     dst = tiny(img_size=32, out_indices=(0, 1, 2, 3), out_norm=True)
-    dst.load_pretrained(src.state_dict())
+    load_backbone_weights(dst, src.state_dict())
     assert torch.equal(dst.out_norms['2'].weight, torch.ones(32))
     partial = dict(src.state_dict(), **{'out_norms.0.weight': torch.ones(8)})
     with pytest.raises(KeyError, match='out_norms.0.bias'):  # some, but not all
-        dst.load_pretrained(partial)
+        load_backbone_weights(dst, partial)
 
 
 def test_attention_masks_follow_the_autocast_dtype(monkeypatch):
@@ -384,6 +384,6 @@ def test_rel_tables_missing_from_a_no_rpe_checkpoint_start_at_zero():
     src = tiny(img_size=32)  # no RPE, as MAE pre-training
     state = dict(src.state_dict(), **{'norm.weight': torch.ones(32)})
     dst = tiny(img_size=32, use_rel_pos_bias=True, rel_pos_zero_init=True)
-    dst.load_pretrained(state)
+    load_backbone_weights(dst, state)
     assert not dst.blocks[0].attn.relative_position_bias_table.abs().sum()
     torch.testing.assert_close(dst.blocks[1].mlp.fc1.weight, src.blocks[1].mlp.fc1.weight)

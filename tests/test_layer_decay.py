@@ -19,10 +19,10 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from conftest import HIVIT_TINY, param_settings
 from hivit_mm.engine import HiViTLayerDecayOptimWrapperConstructor
 
-TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
-NUM_LAYERS = TINY['depths'][2] + 2  # stem, 2 blocks, everything else
+NUM_LAYERS = HIVIT_TINY['depths'][2] + 2  # stem, 2 blocks, everything else
 BASE_LR, WD, RATE = 1e-3, 0.05, 0.75
 CONSTRUCTOR = 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
 
@@ -33,7 +33,7 @@ def classifier(**backbone) -> nn.Module:
     model = MODELS.build(
         dict(
             type='ImageClassifier',
-            backbone=dict(type='hivit_mm.HiViT', arch=dict(TINY), img_size=32,
+            backbone=dict(type='hivit_mm.HiViT', arch=dict(HIVIT_TINY), img_size=32,
                           use_rel_pos_bias=True, **backbone),
             neck=dict(type='hivit_mm.MeanPoolLayerNorm', in_channels=32),
             head=dict(type='LinearClsHead', num_classes=5, in_channels=32)))
@@ -47,7 +47,7 @@ def mae() -> nn.Module:
     model = MODELS.build(
         dict(
             type='MAE',
-            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(TINY), img_size=64,
+            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY), img_size=64,
                           mask_ratio=0.75),
             neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=16, patch_size=16,
                       embed_dim=32, decoder_embed_dim=16, decoder_depth=1,
@@ -66,20 +66,6 @@ def build(model: nn.Module, **paramwise) -> OptimWrapper:
         model,
         dict(optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD),
              constructor=CONSTRUCTOR, paramwise_cfg=paramwise))
-
-
-def settings(optim_wrapper: OptimWrapper,
-             model: nn.Module) -> Dict[str, Tuple[float, float]]:
-    """``name -> (lr, weight_decay)`` from the optimizer's groups, checking that each
-    name is listed once and with its own tensor."""
-    out = {}
-    for group in optim_wrapper.optimizer.param_groups:
-        assert len(group['params']) == len(group['param_names']) > 0
-        for name, param in zip(group['param_names'], group['params']):
-            assert name not in out, f'{name} is in two groups'
-            assert model.get_parameter(name) is param
-            out[name] = (group['lr'], group['weight_decay'])
-    return out
 
 
 def expected(model: nn.Module, rate: float = RATE) -> Dict[str, Tuple[float, float]]:
@@ -106,7 +92,7 @@ def expected(model: nn.Module, rate: float = RATE) -> Dict[str, Tuple[float, flo
 def test_classifier_every_parameter_exact():
     model = classifier()
     ow = build(model)
-    got = settings(ow, model)
+    got = param_settings(ow, model, named_groups=True)
     assert got == expected(model)
     # spot checks of the rule itself
     r = RATE
@@ -140,7 +126,7 @@ def test_groups_are_per_layer_and_decay_with_metadata():
 
 def test_mae_self_supervisor_exact():
     model = mae()
-    got = settings(build(model), model)
+    got = param_settings(build(model), model, named_groups=True)
     assert got == expected(model)
     # frozen sin-cos tables are left out; the decoder trains at the full lr
     assert 'backbone.pos_embed' not in got and 'neck.decoder_pos_embed' not in got
@@ -154,7 +140,7 @@ def test_mae_self_supervisor_exact():
 def test_frozen_parameters_are_left_out():
     model = classifier(frozen_stages=1)  # patch embedding + both stem stages
     model.head.fc.bias.requires_grad = False
-    got = settings(build(model), model)
+    got = param_settings(build(model), model, named_groups=True)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert 'backbone.patch_embed.proj.weight' in frozen
     assert 'backbone.stem.1.blocks.0.mlp.fc1.weight' in frozen
@@ -166,7 +152,7 @@ def test_frozen_parameters_are_left_out():
 
 def test_rate_one_keeps_the_weight_decay_rule():
     model = classifier()
-    got = settings(build(model, layer_decay_rate=1.), model)
+    got = param_settings(build(model, layer_decay_rate=1.), model, named_groups=True)
     assert got == expected(model, rate=1.)
     assert {lr for lr, _ in got.values()} == {BASE_LR}
 
@@ -175,7 +161,7 @@ def test_custom_keys_multiply_lr_and_set_decay():
     model = classifier()
     ow = build(model, custom_keys={'head': dict(lr_mult=10.),
                                    '.pos_embed': dict(decay_mult=1.)})
-    got = settings(ow, model)
+    got = param_settings(ow, model, named_groups=True)
     want = expected(model)
     want['head.fc.weight'] = (BASE_LR * 10., WD)
     want['head.fc.bias'] = (BASE_LR * 10., 0.)

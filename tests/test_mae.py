@@ -9,9 +9,8 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from conftest import HIVIT_TINY
 from hivit_mm.models import ClsFreeMAEDecoder, MaskedHiViT, random_unit_masking
-
-TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
 
 
 def tiny_mae(fuse=True, rpe=False, img=64):
@@ -20,7 +19,7 @@ def tiny_mae(fuse=True, rpe=False, img=64):
     model = MODELS.build(
         dict(
             type='MAE',
-            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(TINY), img_size=img,
+            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY), img_size=img,
                           mask_ratio=0.75, fuse_stem_features=fuse,
                           use_rel_pos_bias=rpe),
             neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=(img // 16)**2,
@@ -62,11 +61,11 @@ def test_mask_ratio_out_of_range_is_rejected(ratio):
     with pytest.raises(ValueError, match='mask_ratio must be in'):
         random_unit_masking(1, 16, ratio)
     with pytest.raises(ValueError, match='mask_ratio must be in'):
-        MaskedHiViT(arch=dict(TINY), img_size=32, mask_ratio=ratio)
+        MaskedHiViT(arch=dict(HIVIT_TINY), img_size=32, mask_ratio=ratio)
 
 
 def test_encoder_output_shapes_and_size_check():
-    enc = MaskedHiViT(arch=dict(TINY), img_size=64, fuse_stem_features=True)
+    enc = MaskedHiViT(arch=dict(HIVIT_TINY), img_size=64, fuse_stem_features=True)
     enc.init_weights()
     latent, mask, ids_restore = enc(torch.randn(2, 3, 64, 64))
     assert latent.shape == (2, 4, 7 * 32) and mask.shape == (2, 16)
@@ -76,7 +75,7 @@ def test_encoder_output_shapes_and_size_check():
 
 
 def test_fused_features_are_the_stem_tokens_of_each_kept_unit():
-    enc = MaskedHiViT(arch=dict(TINY), img_size=64, fuse_stem_features=True)
+    enc = MaskedHiViT(arch=dict(HIVIT_TINY), img_size=64, fuse_stem_features=True)
     enc.init_weights()
     enc.norm = nn.Identity()
     x = torch.randn(1, 3, 64, 64)

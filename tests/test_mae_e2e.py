@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hivit_mm.datasets import make_classification
 
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.e2e  # runs the tools end to end
 
 
 def test_mae_pretraining_loss_falls_and_reconstructions_are_drawn(tmp_path):

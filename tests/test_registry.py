@@ -6,10 +6,10 @@ from mmengine.registry import DefaultScope, init_default_scope
 
 import hivit_mm.registry as ours
 from hivit_mm.models import HiViT
+from conftest import HIVIT_TINY
 from hivit_mm.utils import register_all_modules
 
-TINY = dict(type='hivit_mm.HiViT', arch=dict(embed_dims=32, depths=(1, 1, 2),
-                                              num_heads=2), img_size=32)
+TINY = dict(type='hivit_mm.HiViT', arch=dict(HIVIT_TINY), img_size=32)
 
 
 def test_registries_are_direct_children_of_the_mmengine_roots():

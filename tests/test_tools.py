@@ -2,7 +2,7 @@
 """Tests of the standard tools: ``tools/{train,test}.py``, the ``dist_*``/``slurm_*``
 launchers and ``collect_env``.
 
-End-to-end tests run the tools as subprocesses on a tiny mmpretrain classifier
+End-to-end tests (marker ``e2e``) run the tools as subprocesses on a tiny mmpretrain classifier
 (``tests/data/tiny_cls_config.py``) and a few 32x32 images of the shapes world, with
 ``CUDA_VISIBLE_DEVICES=''``; the argument handling is also tested in-process.
 """
@@ -15,7 +15,6 @@ import os.path as osp
 import pickle
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,39 +24,13 @@ from typing import Dict, List, Optional
 import pytest
 from mmengine.config import Config
 
+from conftest import free_port, run_tool, tool_env
 from hivit_mm.datasets import SHAPE_CLASSES, make_classification
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools'
 CONFIG = REPO / 'tests' / 'data' / 'tiny_cls_config.py'
 NUM_TRAIN, NUM_VAL = 8, 4
-TIMEOUT = 300  # seconds per subprocess: generous, a run takes ~10 s on 2 cores
-
-
-def _env(**extra: str) -> Dict[str, str]:
-    """Environment of a tool run: CPU only, one thread, this interpreter first."""
-    env = dict(os.environ)
-    env.update(
-        CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1',
-        PATH=f'{osp.dirname(sys.executable)}{os.pathsep}{env.get("PATH", "")}',
-        PYTHONPATH=os.pathsep.join(
-            p for p in (str(REPO), env.get('PYTHONPATH')) if p))
-    env.pop('LOCAL_RANK', None)
-    env.update(extra)
-    return env
-
-
-def _run(cmd: List[str], **env: str) -> subprocess.CompletedProcess:
-    """Run a command from the repository root; stdout and stderr merged."""
-    return subprocess.run(
-        cmd,
-        cwd=REPO,
-        env=_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT)
 
 
 def _ok(proc: subprocess.CompletedProcess) -> str:
@@ -78,12 +51,6 @@ def _scalars(work_dir: Path) -> List[dict]:
     files = sorted(work_dir.glob('*/vis_data/scalars.json'))
     assert len(files) == 1, files
     return [json.loads(line) for line in files[0].read_text().splitlines()]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _test_accuracy(output: str) -> float:
@@ -114,7 +81,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory,
             shapes_root: Path) -> Dict[str, object]:
     """Two iterations of ``tools/train.py``; its work dir and output."""
     work_dir = tmp_path_factory.mktemp('train')
-    proc = _run([
+    proc = run_tool([
         sys.executable,
         str(TOOLS / 'train.py'),
         str(CONFIG), '--work-dir',
@@ -124,6 +91,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory,
     return dict(work_dir=work_dir, shapes_root=shapes_root, output=_ok(proc))
 
 
+@pytest.mark.e2e
 def test_train_end_to_end(trained: Dict[str, object]) -> None:
     work_dir = trained['work_dir']
     ckpt = work_dir / 'iter_2.pth'
@@ -142,12 +110,13 @@ def test_train_end_to_end(trained: Dict[str, object]) -> None:
     assert 'Distributed training: False' in trained['output']
 
 
+@pytest.mark.e2e
 def test_test_reports_accuracy_dumps_and_paints(trained: Dict[str, object],
                                                 tmp_path: Path) -> None:
     work_dir = trained['work_dir']
     out, show_dir = tmp_path / 'preds.pkl', tmp_path / 'vis'
     output = _ok(
-        _run([
+        run_tool([
             sys.executable,
             str(TOOLS / 'test.py'),
             str(CONFIG),
@@ -174,6 +143,7 @@ def test_test_reports_accuracy_dumps_and_paints(trained: Dict[str, object],
     assert len(list(show_dir.glob('*.png'))) == NUM_VAL
 
 
+@pytest.mark.e2e
 def test_resume_continues_iterations(trained: Dict[str, object],
                                      tmp_path: Path) -> None:
     work_dir = tmp_path / 'resume'
@@ -183,7 +153,7 @@ def test_resume_continues_iterations(trained: Dict[str, object],
         if old.is_dir():
             shutil.rmtree(old)
     output = _ok(
-        _run([
+        run_tool([
             sys.executable,
             str(TOOLS / 'train.py'),
             str(CONFIG), '--work-dir',
@@ -200,18 +170,19 @@ def test_resume_continues_iterations(trained: Dict[str, object],
     assert steps == [3, 4]
 
 
+@pytest.mark.e2e
 def test_dist_train_and_test_two_cpu_processes(trained: Dict[str, object],
                                                tmp_path: Path) -> None:
     work_dir = tmp_path / 'dist'
     output = _ok(
-        _run([
+        run_tool([
             'bash',
             str(TOOLS / 'dist_train.sh'),
             str(CONFIG), '2', '--work-dir',
             str(work_dir), '--cfg-options',
             *_data_options(trained['shapes_root'])
         ],
-             PORT=str(_free_port())))
+             PORT=str(free_port())))
     assert 'Distributed launcher: pytorch' in output
     assert 'Distributed training: True' in output
     assert 'GPU number: 2' in output  # mmengine's name for the world size
@@ -221,7 +192,7 @@ def test_dist_train_and_test_two_cpu_processes(trained: Dict[str, object],
     # distributed test of the single-process checkpoint: results gathered over gloo
     single = [r for r in _scalars(trained['work_dir']) if 'accuracy/top1' in r][0]
     output = _ok(
-        _run([
+        run_tool([
             'bash',
             str(TOOLS / 'dist_test.sh'),
             str(CONFIG),
@@ -229,7 +200,7 @@ def test_dist_train_and_test_two_cpu_processes(trained: Dict[str, object],
             str(tmp_path / 'dist_test'), '--cfg-options',
             *_data_options(trained['shapes_root'])
         ],
-             PORT=str(_free_port())))
+             PORT=str(free_port())))
     assert 'GPU number: 2' in output
     assert _test_accuracy(output) == pytest.approx(single['accuracy/top1'])
 
@@ -253,7 +224,7 @@ def _run_slurm(stub: Dict[str, object], args: List[str], **env: str) -> List[str
     """Run a slurm script with the stub ``srun``; return the arguments it got."""
     full_env = {
         k: v
-        for k, v in _env().items()
+        for k, v in tool_env().items()
         if k not in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS')
     }
     full_env.update(env, PATH=stub['path'])
@@ -326,13 +297,13 @@ def test_slurm_defaults(srun_stub: Dict[str, object], gpus: Optional[str],
     ('dist_test.sh', ['cfg.py', 'ckpt.pth']),
 ])
 def test_launchers_reject_missing_arguments(script: str, args: List[str]) -> None:
-    proc = _run(['bash', f'tools/{script}', *args])
+    proc = run_tool(['bash', f'tools/{script}', *args])
     assert proc.returncode == 1
     assert 'Usage: bash' in proc.stdout
 
 
 def test_collect_env_prints_versions() -> None:
-    output = _ok(_run([sys.executable, str(TOOLS / 'misc' / 'collect_env.py')]))
+    output = _ok(run_tool([sys.executable, str(TOOLS / 'misc' / 'collect_env.py')]))
     info = dict(
         line.split(': ', 1) for line in output.splitlines() if ': ' in line)
     for name, dist in [('MMCV', 'mmcv'), ('MMPreTrain', 'mmpretrain'),

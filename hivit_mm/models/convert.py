@@ -57,6 +57,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from .loading import unwrap_state_dict
+
 __all__ = [
     'flat_block_layout', 'rename_flat_block_key', 'convert_official_hivit',
     'convert_mmpretrain_hivit'
@@ -129,16 +131,6 @@ def _check_depths(depths: Sequence[int]) -> Tuple[int, int, int]:
         raise ValueError('depths must be three positive ints (stem stage 0, stem stage '
                          f'1, main stage), got {depths}')
     return depths
-
-
-def _unwrap(checkpoint: Mapping, wrappers: Sequence[str]) -> StateDict:
-    """The state dict inside a checkpoint (the first of ``wrappers`` that holds a
-    mapping), or ``checkpoint`` itself."""
-    for name in wrappers:
-        inner = checkpoint.get(name)
-        if isinstance(inner, Mapping):
-            return inner
-    return checkpoint
 
 
 def _is_derived(key: str) -> bool:
@@ -300,7 +292,7 @@ def convert_official_hivit(checkpoint: Mapping,
             and the flat blocks that are missing (wrong depths, or another layout).
     """
     depths = _check_depths(depths)
-    state = _unwrap(checkpoint, ('model', 'state_dict'))
+    state = unwrap_state_dict(checkpoint, ('model', 'state_dict'))
     rename = partial(_rename_official, layout=flat_block_layout(depths))
     return _convert(state, rename, depths, 'official')
 
@@ -352,7 +344,7 @@ def convert_mmpretrain_hivit(checkpoint: Mapping,
             and the flat blocks that are missing.
     """
     depths = _check_depths(depths)
-    state = _unwrap(checkpoint, ('state_dict', ))
+    state = unwrap_state_dict(checkpoint, ('state_dict', ))
     full_model = any(k.startswith('backbone.') for k in state)
     rename = partial(
         _rename_mmpretrain, layout=flat_block_layout(depths), full_model=full_model)

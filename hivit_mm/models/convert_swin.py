@@ -83,12 +83,12 @@ from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
-from mmpretrain.models.utils.attention import WindowMSA
-
-from .convert import _OFFICIAL_DECODER_BLOCK, _rename, _rename_indexed, _unwrap
+from .convert import _OFFICIAL_DECODER_BLOCK, _rename, _rename_indexed
+from .geometry import relative_position_index, table_window
+from .loading import unwrap_state_dict
 
 __all__ = [
-    'PATCH_MERGING_ORDERS', 'merging_channels_to_mmcv', 'swin_relative_position_index',
+    'PATCH_MERGING_ORDERS', 'merging_channels_to_mmcv',
     'centre_bias_table', 'convert_hivit_mm_greenmim', 'convert_official_greenmim'
 ]
 
@@ -166,28 +166,12 @@ def merging_channels_to_mmcv(x: torch.Tensor, order: str) -> torch.Tensor:
     return x.transpose(-1, -2).reshape(*lead, channels)  # ..., C*4
 
 
-def swin_relative_position_index(window: int) -> torch.Tensor:
-    """mmpretrain's ``WindowMSA.relative_position_index`` for a ``window`` x ``window``
-    window (equal to the original Swin's index).
-
-    Args:
-        window (int): ``M``.
-
-    Returns:
-        torch.Tensor: ``(M*M, M*M)`` int64, rows of the ``(2M-1)**2`` bias table.
-    """
-    coords = WindowMSA.double_step_seq(2 * window - 1, window, 1, window)  # 1, M*M
-    index = coords + coords.T  # M*M, M*M
-    return index.flip(1).contiguous()
-
-
 def _table_window(table: torch.Tensor, key: str) -> int:
     """Window ``m`` of a ``((2m-1)**2, heads)`` bias table."""
-    side = round(table.shape[0]**.5) if table.dim() == 2 else 0
-    if side * side != table.shape[0] or side % 2 == 0:
-        raise ValueError(f'{key}: a relative position bias table has (2M-1)**2 rows, '
-                         f'got shape {tuple(table.shape)}')
-    return (side + 1) // 2
+    if table.dim() != 2:
+        raise ValueError(f'{key}: a relative position bias table is (rows, heads), got '
+                         f'shape {tuple(table.shape)}')
+    return table_window(table.shape[0], key)
 
 
 def centre_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
@@ -245,7 +229,7 @@ def convert_hivit_mm_greenmim(checkpoint: Mapping) -> 'OrderedDict[str, torch.Te
         ValueError: Naming the keys that are neither Swin backbone keys nor decoder or
             head keys (e.g. a HiViT checkpoint), or if there is no backbone.
     """
-    state = _unwrap(checkpoint, ('state_dict', ))
+    state = unwrap_state_dict(checkpoint, ('state_dict', ))
     out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
     unmapped = []
     for key, value in state.items():
@@ -291,7 +275,7 @@ def _convert_official_encoder_key(name: str, value: torch.Tensor, order: str,
             return {
                 prefix + 'attn.w_msa.relative_position_bias_table': table,
                 prefix + 'attn.w_msa.relative_position_index':
-                swin_relative_position_index(window),
+                relative_position_index((window, window)),
             }
         new = _rename(rest, (_BLOCK_MODULES, {}))
         return None if new is None else {prefix + new: value}
@@ -352,7 +336,7 @@ def convert_official_greenmim(
     if patch_merging_order not in PATCH_MERGING_ORDERS:
         raise ValueError(f'patch_merging_order must be one of '
                          f'{sorted(PATCH_MERGING_ORDERS)}, got {patch_merging_order!r}')
-    state = _unwrap(checkpoint, ('model', 'state_dict'))
+    state = unwrap_state_dict(checkpoint, ('model', 'state_dict'))
     encoder: Dict[str, Tuple[str, torch.Tensor]] = OrderedDict()  # name: (key, value)
     decoder: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
     for key, value in state.items():

@@ -70,8 +70,9 @@ from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from mmpretrain.models.utils.attention import WindowMSA
 
 from hivit_mm.registry import MODELS
+from .geometry import (check_mask_ratio, normalize_out_indices, random_unit_masking,
+                       relative_index, select_arch, unit_grid, use_masking)
 from .grouping import GroupPlan, plan_groups
-from .mae import random_unit_masking
 
 __all__ = [
     'GreenSwin', 'WindowLayout', 'stage_window', 'unit_token_coords', 'window_index',
@@ -215,9 +216,7 @@ def _pair_bias_index(window_id: torch.Tensor, coords: torch.Tensor,
         torch.Tensor: ``(G, g, g)`` int64.
     """
     span = 2 * table_window - 1
-    rel_h = coords[:, :, None, 0] - coords[:, None, :, 0]  # G, g, g
-    rel_w = coords[:, :, None, 1] - coords[:, None, :, 1]  # G, g, g
-    index = (rel_h + table_window - 1) * span + rel_w + table_window - 1
+    index = relative_index(coords, coords, (table_window, table_window))  # G, g, g
     same = window_id[:, :, None] == window_id[:, None, :]  # G, g, g
     return torch.where(same, index, span * span)
 
@@ -379,27 +378,13 @@ class GreenSwin(SwinTransformer):
                  norm_eval: bool = False,
                  norm_cfg: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'arch {arch!r} is not one of {sorted(self.arch_zoo)}')
-            num_stages = len(self.arch_zoo[arch.lower()]['depths'])
-        elif isinstance(arch, dict) and set(arch) == set(self.arch_zoo['base']):
-            num_stages = len(arch['depths'])
-        else:
-            raise ValueError('arch must be a name or a dict with keys embed_dims, depths '
-                             f'and num_heads, got {arch!r}')
-        if not 0 < mask_ratio < 1:
-            raise ValueError(f'mask_ratio must be in (0, 1), got {mask_ratio}')
+        num_stages = len(select_arch(arch.lower() if isinstance(arch, str) else arch,
+                                     self.arch_zoo, what='Swin')['depths'])
         if attn_mode not in ATTN_MODES:
             raise ValueError(f'attn_mode must be one of {ATTN_MODES}, got {attn_mode!r}')
         if window_size < 1:
             raise ValueError(f'window_size must be positive, got {window_size}')
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        out_indices = tuple(i + num_stages if i < 0 else i for i in out_indices)
-        if not all(0 <= i < num_stages for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range for {num_stages} '
-                             'stages')
+        out_indices = normalize_out_indices(out_indices, num_stages)
         norm_cfg = dict(type='LN', eps=1e-6) if norm_cfg is None else norm_cfg
         super().__init__(
             arch=arch,
@@ -420,7 +405,7 @@ class GreenSwin(SwinTransformer):
             patch_cfg=dict(norm_cfg=norm_cfg),
             init_cfg=init_cfg)
         self.window_size = window_size
-        self.mask_ratio = mask_ratio
+        self.mask_ratio = check_mask_ratio(mask_ratio)
         self.shared_mask = shared_mask
         self.attn_mode = attn_mode
         self.unit_tokens = 2**(self.num_layers - 1)  # stage-0 tokens per unit side
@@ -428,14 +413,6 @@ class GreenSwin(SwinTransformer):
         self._dense_layouts = {}  # (grid, device, attn_mode) -> layouts; not state
 
     # -- masking and planning (host) ------------------------------------------
-    def unit_grid(self, x: torch.Tensor) -> Tuple[int, int]:
-        """``(H_u, W_u)`` units of an input ``(B, C, H, W)``."""
-        H, W = x.shape[-2:]
-        if H % self.unit_size or W % self.unit_size:
-            raise ValueError(f'input size {(H, W)} is not a multiple of the '
-                             f'{self.unit_size}-pixel mask unit')
-        return H // self.unit_size, W // self.unit_size
-
     def _plan_layouts(self, ids_keep: np.ndarray, grid: Tuple[int, int],
                       device: torch.device) -> Tuple[torch.Tensor, list]:
         """Layouts of every stage and shift for kept units ``ids_keep (P, K)``.
@@ -553,7 +530,7 @@ class GreenSwin(SwinTransformer):
             (before PatchMerging and output norm), unit-major: token coordinates are
             :func:`unit_token_coords` ``(ids_keep, W / unit, u_s)``, ``u_s = 8, 4, 2, 1``.
         """
-        grid = self.unit_grid(x)
+        grid = unit_grid(x.shape[-2:], self.unit_size)
         ids = ids_keep.detach().cpu().numpy()
         if ids.ndim != 2 or ids.shape[0] != x.shape[0] or ids.shape[1] == 0:
             raise ValueError(f'ids_keep must be (B={x.shape[0]}, K>0), got {ids.shape}')
@@ -574,7 +551,8 @@ class GreenSwin(SwinTransformer):
         """
         Args:
             x (torch.Tensor): Images ``(B, C, H, W)``.
-            mask (bool, optional): Mask (pre-training) or not. Defaults to True.
+            mask (bool, optional): True: mask (pre-training); None or False: every unit
+                kept. Defaults to True.
 
         Returns:
             With ``mask``: ``latent (B, L_keep, C_last)`` (after ``norm{last}``, in the
@@ -582,13 +560,13 @@ class GreenSwin(SwinTransformer):
             float) and ``ids_restore (B, L)``. Without: the ``out_indices`` stage outputs
             ``(B, C_i, H_i, W_i)``.
         """
-        if mask is None or mask is False:
+        if not use_masking(mask):
             return self._forward_dense(x)
         last = self.num_layers - 1
         if last not in self.out_indices:
             raise ValueError(f'the masked forward needs norm{last}: add {last} to '
                              f'out_indices {self.out_indices}')
-        B, grid = x.shape[0], self.unit_grid(x)
+        B, grid = x.shape[0], unit_grid(x.shape[-2:], self.unit_size)
         ids_keep, unit_mask, ids_restore = random_unit_masking(
             1 if self.shared_mask else B, grid[0] * grid[1], self.mask_ratio)  # host
         ids_dev, layouts = self._plan_layouts(ids_keep.numpy(), grid, x.device)
@@ -601,7 +579,7 @@ class GreenSwin(SwinTransformer):
 
     def _forward_dense(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Every unit kept; NCHW stage outputs as ``SwinTransformer``."""
-        B, (Hu, Wu) = x.shape[0], self.unit_grid(x)
+        B, (Hu, Wu) = x.shape[0], unit_grid(x.shape[-2:], self.unit_size)
         key = (Hu, Wu, str(x.device), self.attn_mode)
         if key not in self._dense_layouts:
             if len(self._dense_layouts) == DENSE_CACHE_SIZE:  # drop the oldest size

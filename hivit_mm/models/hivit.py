@@ -25,6 +25,12 @@ stage  stride  channels what
 
 The official detector taps its stride-4 map after the second of four stage-0 blocks and
 its stride-8 map right after the first PatchMerge; this module uses ends of stages.
+
+The module reads top to bottom: helpers (window partition, unit-major tokens to maps,
+position-table resizing), blocks, the model, the arch table. Geometry shared with
+GreenMIM (unit grid, relative-position index, table resizing, masking) is in
+:mod:`hivit_mm.models.geometry`; strict loading of pre-trained weights in
+:mod:`hivit_mm.models.loading`.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -34,79 +40,30 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 from mmpretrain.models.utils import LayerNorm2d, resize_pos_embed
 
 from hivit_mm.registry import MODELS
+from .geometry import (normalize_out_indices, relative_position_index,
+                       resize_rel_pos_bias_table, select_arch, table_window,
+                       unit_grid)
+from .loading import init_pretrained
 
 __all__ = [
-    'HiViT', 'relative_position_index', 'resize_rel_pos_bias_table',
-    'quarter_global_blocks'
+    'HiViT', 'quarter_global_blocks', 'window_partition', 'window_merge', 'units_to_map',
+    'resize_position_tables', 'UNIT_SIZE', 'MAIN_STAGE', 'POOLED_STAGE'
 ]
 
 UNIT_SIZE = 16  # pixels per side of a mask unit (one main-stage token)
-INNER = 4  # stage-0 tokens per side of a unit (patch-embedding stride 4)
+TOKENS_PER_UNIT_SIDE = 4  # stage-0 tokens per side of a unit (patch-embedding stride 4)
+MAIN_STAGE = 2  # the stage of the main (attention) blocks, stride 16
+POOLED_STAGE = 3  # stride 32: a parameter-free max-pool (k=2, s=2) of MAIN_STAGE
 
 
 # ----------------------------------------------------------------------------
 # Pure helpers
 # ----------------------------------------------------------------------------
-def relative_position_index(grid: Tuple[int, int],
-                            table_grid: Optional[Tuple[int, int]] = None
-                            ) -> torch.Tensor:
-    """Swin-style index of every token pair of a grid into a relative-bias table.
-
-    Args:
-        grid (tuple[int, int]): ``(H, W)`` of the token grid.
-        table_grid (tuple[int, int], optional): ``(Ht, Wt)`` the table was made for; it
-            holds ``(2Ht-1)*(2Wt-1)`` entries and must cover the grid's offsets.
-            Defaults to ``grid``.
-
-    Returns:
-        torch.Tensor: ``(H*W, H*W)`` int64 indices.
-    """
-    th, tw = table_grid or grid
-    h, w = grid
-    if h > th or w > tw:
-        raise ValueError(f'a relative table for grid {(th, tw)} cannot cover the '
-                         f'offsets of grid {(h, w)}')
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij'))  # 2, H, W
-    coords = coords.flatten(1)  # 2, HW
-    rel = coords[:, :, None] - coords[:, None, :]  # 2, HW, HW
-    return (rel[0] + th - 1) * (2 * tw - 1) + rel[1] + tw - 1
-
-
-def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Tuple[int, int],
-                              dst_grid: Tuple[int, int]) -> torch.Tensor:
-    """Resize a relative-position bias table made for one grid to another (bicubic).
-
-    Identity when the grids are equal.
-
-    Args:
-        table (torch.Tensor): ``((2Hs-1)*(2Ws-1), heads)``.
-        src_grid (tuple[int, int]): ``(Hs, Ws)`` the table was made for.
-        dst_grid (tuple[int, int]): ``(Hd, Wd)`` to make it for.
-
-    Returns:
-        torch.Tensor: ``((2Hd-1)*(2Wd-1), heads)``.
-    """
-    if tuple(src_grid) == tuple(dst_grid):
-        return table
-    sh, sw = 2 * src_grid[0] - 1, 2 * src_grid[1] - 1
-    dh, dw = 2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1
-    if table.shape[0] != sh * sw:
-        raise ValueError(f'table has {table.shape[0]} rows, expected {sh * sw} for '
-                         f'grid {tuple(src_grid)}')
-    heads = table.shape[1]
-    img = table.float().t().reshape(1, heads, sh, sw)  # 1, heads, 2Hs-1, 2Ws-1
-    img = F.interpolate(img, size=(dh, dw), mode='bicubic', align_corners=False)
-    return img.reshape(heads, dh * dw).t().to(table.dtype)  # (2Hd-1)(2Wd-1), heads
-
-
 def quarter_global_blocks(depth: int) -> Tuple[int, ...]:
     """Main-stage blocks that keep global attention when the others use windows.
 
@@ -123,12 +80,134 @@ def quarter_global_blocks(depth: int) -> Tuple[int, ...]:
     return tuple(sorted({(q + 1) * depth // 4 - 1 for q in range(4)} - {-1}))
 
 
-def _sq_grid(num_tokens: int, what: str) -> Tuple[int, int]:
+def _square_grid(num_tokens: int, what: str) -> Tuple[int, int]:
+    """``(side, side)`` of a square grid of ``num_tokens`` entries, or ``ValueError``."""
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
         raise ValueError(f'{what}: {num_tokens} entries is not a square grid; resize '
                          'it explicitly before loading')
     return side, side
+
+
+def _parse_arch(arch: Union[str, dict], arch_zoo: Dict[str, dict]) -> dict:
+    """An :attr:`HiViT.arch_zoo` entry or a checked custom arch, ratios filled in."""
+    arch = select_arch(arch, arch_zoo, dict(stem_mlp_ratio=3., mlp_ratio=4.), 'HiViT')
+    dim, heads = arch['embed_dims'], arch['num_heads']
+    if len(arch['depths']) != 3 or min(arch['depths']) < 1:
+        raise ValueError(f'depths must be three positive ints, got {arch["depths"]}')
+    if dim % 4 or dim % heads:
+        raise ValueError(f'embed_dims {dim} must be divisible by 4 and by '
+                         f'num_heads {heads}')
+    return arch
+
+
+def _parse_windows(window_size: Optional[int], global_blocks: Optional[Sequence[int]],
+                   depth: int, table_grid: Optional[Tuple[int, int]]
+                   ) -> Tuple[int, ...]:
+    """Main blocks with global attention, checking the window arguments.
+
+    Args:
+        window_size (int, optional): Window side in main-stage tokens; None: global
+            attention everywhere.
+        global_blocks (Sequence[int], optional): Blocks kept global when windowed;
+            None: :func:`quarter_global_blocks`.
+        depth (int): Main blocks.
+        table_grid (tuple[int, int], optional): Grid of the relative tables, if any
+            (a window must fit in it).
+
+    Returns:
+        tuple[int, ...]: Sorted, distinct global block indices.
+    """
+    if window_size is None:
+        if global_blocks is not None:
+            raise ValueError('global_blocks is only used with window_size')
+        return tuple(range(depth))
+    if window_size < 1:
+        raise ValueError(f'window_size must be positive, got {window_size}')
+    if table_grid is not None and window_size > min(table_grid):
+        raise ValueError(f'window_size {window_size} exceeds the relative table grid '
+                         f'{table_grid}; raise img_size')
+    gb = quarter_global_blocks(depth) if global_blocks is None else tuple(
+        sorted(set(global_blocks)))
+    if any(not 0 <= i < depth for i in gb):
+        raise ValueError(f'global_blocks {tuple(global_blocks)} out of range '
+                         f'for {depth} main blocks')
+    return gb
+
+
+def _block_runs(depth: int, global_blocks: Sequence[int]
+                ) -> Tuple[Tuple[int, int, bool], ...]:
+    """Consecutive runs ``(start, stop, windowed)`` of main blocks sharing a layout."""
+    runs: List[Tuple[int, int, bool]] = []
+    for i in range(depth):
+        windowed = i not in global_blocks
+        if runs and runs[-1][2] == windowed:
+            runs[-1] = (runs[-1][0], i + 1, windowed)
+        else:
+            runs.append((i, i + 1, windowed))
+    return tuple(runs)
+
+
+def window_partition(x: torch.Tensor, grid: Tuple[int, int], window: int
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Cut a token grid into ``window x window`` windows (ViTDet-style, padded).
+
+    Args:
+        x (torch.Tensor): ``(B, h*w, C)`` tokens in raster order.
+        grid (tuple[int, int]): ``(h, w)``.
+        window (int): ``ws``; the grid is zero-padded at the bottom and right to a
+            multiple of it.
+
+    Returns:
+        tuple: ``windows (B*nW, ws*ws, C)`` (windows in raster order per sample) and
+        the additive key mask ``(B*nW, 1, 1, ws*ws)`` (``-inf`` on padding), or None
+        when the grid needs no padding.
+    """
+    B, _, C = x.shape
+    (h, w), ws = grid, window
+    ph, pw = -h % ws, -w % ws
+    nh, nw = (h + ph) // ws, (w + pw) // ws
+    x = F.pad(x.reshape(B, h, w, C), (0, 0, 0, pw, 0, ph))  # B, h+ph, w+pw, C
+    x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3)  # B, nh, nw, ws, ws, C
+    x = x.reshape(B * nh * nw, ws * ws, C)  # B*nW, ws*ws, C
+    if not (ph or pw):
+        return x, None
+    valid = torch.zeros(h + ph, w + pw, dtype=torch.bool, device=x.device)
+    valid[:h, :w] = True
+    valid = valid.reshape(nh, ws, nw, ws).transpose(1, 2).reshape(
+        1, nh * nw, 1, 1, ws * ws)  # 1, nW, 1, 1, ws*ws
+    key_mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device)
+    key_mask = key_mask.masked_fill(~valid, float('-inf')).expand(
+        B, -1, -1, -1, -1).reshape(B * nh * nw, 1, 1, ws * ws)  # B*nW, 1, 1, ws*ws
+    return x, key_mask
+
+
+def window_merge(x: torch.Tensor, batch: int, grid: Tuple[int, int],
+                 window: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``(B*nW, ws*ws, C) -> (B, h*w, C)``,
+    padding dropped."""
+    (h, w), ws, C = grid, window, x.shape[-1]
+    nh, nw = -(-h // ws), -(-w // ws)
+    x = x.reshape(batch, nh, nw, ws, ws, C).transpose(2, 3)  # B, nh, ws, nw, ws, C
+    x = x.reshape(batch, nh * ws, nw * ws, C)[:, :h, :w]  # B, h, w, C
+    return x.reshape(batch, h * w, C)
+
+
+def units_to_map(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    """Unit-major tokens to an NCHW map.
+
+    Args:
+        tokens (torch.Tensor): ``(B, L, s, s, C)`` (an ``s x s`` grid per unit) or
+            ``(B, L, C)`` (one token per unit), units in raster order.
+        grid (tuple[int, int]): ``(h, w)`` units, ``L = h*w``.
+
+    Returns:
+        torch.Tensor: ``(B, C, h*s, w*s)``.
+    """
+    (h, w), B, C = grid, tokens.shape[0], tokens.shape[-1]
+    side = tokens.shape[2] if tokens.dim() == 5 else 1
+    m = tokens.reshape(B, h, w, side, side, C)  # B, h, w, s, s, C
+    return m.permute(0, 5, 1, 3, 2, 4).reshape(B, C, h * side, w * side)  # B, C, H, W
 
 
 # ----------------------------------------------------------------------------
@@ -275,16 +354,51 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_channels: int, dim: int, eps: float) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, kernel_size=INNER, stride=INNER)
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=TOKENS_PER_UNIT_SIDE,
+                              stride=TOKENS_PER_UNIT_SIDE)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
         hp, wp = H // UNIT_SIZE, W // UNIT_SIZE
-        x = self.proj(x).reshape(B, -1, hp, INNER, wp, INNER)  # B, C, hp, 4, wp, 4
-        x = x.permute(0, 2, 4, 3, 5, 1).reshape(B, hp * wp, INNER, INNER,
-                                                -1)  # B, L, 4, 4, C
+        t = TOKENS_PER_UNIT_SIDE
+        x = self.proj(x).reshape(B, -1, hp, t, wp, t)  # B, C, hp, 4, wp, 4
+        x = x.permute(0, 2, 4, 3, 5, 1).reshape(B, hp * wp, t, t, -1)  # B, L, 4, 4, C
         return self.norm(x)
+
+
+def resize_position_tables(state: Dict[str, torch.Tensor],
+                           grid: Tuple[int, int]) -> Dict[str, torch.Tensor]:
+    """Resize the position tables of a HiViT state dict saved for another grid.
+
+    The one place where learned tables change size, run on every load (strict
+    loading, resume, ``load_from``) through :class:`HiViT`'s ``load_state_dict``
+    pre-hook, as mmpretrain resizes in a load hook. Saved grids are taken to be square;
+    ``pos_embed`` is resized bicubically (mmpretrain's ``resize_pos_embed``), relative
+    tables by :func:`~hivit_mm.models.geometry.resize_rel_pos_bias_table`.
+
+    Args:
+        state (dict[str, torch.Tensor]): HiViT keys, prefix removed.
+        grid (tuple[int, int]): ``(h, w)`` units of the target model.
+
+    Returns:
+        dict[str, torch.Tensor]: A new dict, tables resized.
+
+    Raises:
+        ValueError: If a saved table is not of a square grid.
+    """
+    state = dict(state)
+    pe = state.get('pos_embed')
+    if pe is not None and pe.shape[1] != grid[0] * grid[1]:
+        src = _square_grid(pe.shape[1], 'pos_embed')
+        state['pos_embed'] = resize_pos_embed(pe, src, grid, mode='bicubic',
+                                              num_extra_tokens=0)  # 1, h*w, C
+    size = (2 * grid[0] - 1) * (2 * grid[1] - 1)
+    for k, t in state.items():
+        if k.endswith('relative_position_bias_table') and t.shape[0] != size:
+            side = table_window(t.shape[0], k)
+            state[k] = resize_rel_pos_bias_table(t, (side, side), grid)
+    return state
 
 
 # ----------------------------------------------------------------------------
@@ -333,12 +447,13 @@ class HiViT(BaseModule):
         norm_eps (float): LayerNorm eps. Defaults to 1e-6 (official).
         frozen_stages (int): Freeze stages ``0..frozen_stages`` (stage 0 = patch embedding
             and stem stage 0; stage 1 = the first PatchMerge and stem stage 1; stage 2 =
-            the second PatchMerge, position tables and the main stage) with their output
-            norms; frozen modules stay in eval mode. -1 freezes nothing. Defaults to -1.
+            the second PatchMerge, position tables and the main stage; stage 3, a
+            parameter-free pool, only its output norm) with their output norms; frozen
+            modules stay in eval mode. -1 freezes nothing. Defaults to -1.
         with_cp (bool): Activation checkpointing per block. Defaults to False.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix=...)``
             loads weights in :meth:`init_weights` with strict key checks (see
-            :meth:`load_pretrained`). Defaults to None.
+            :func:`~hivit_mm.models.loading.load_backbone_weights`). Defaults to None.
     """
     arch_zoo: Dict[str, dict] = {
         # name: embed_dims, depths, heads      params (1000-class head), MACs @224
@@ -347,8 +462,9 @@ class HiViT(BaseModule):
         'base': dict(embed_dims=512, depths=(2, 2, 20), num_heads=8),  # 66.42M 15.85G
     }
     num_stages = 4
-    # Keys of a pre-training encoder's state that a HiViT backbone does not use.
-    pretrain_only_keys: Tuple[str, ...] = ('norm.', 'mask_token')
+    # Parts a checkpoint may lack as a whole (its model had none): they keep their init
+    # (read by hivit_mm.models.loading).
+    optional_keys: Tuple[str, ...] = ('relative_position_bias_table', 'out_norms.')
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',
@@ -370,12 +486,12 @@ class HiViT(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch = self._parse_arch(arch)
+        self.arch = _parse_arch(arch, self.arch_zoo)
         dim = self.embed_dims = self.arch['embed_dims']
         self.depths = tuple(self.arch['depths'])
         self.num_heads = self.arch['num_heads']
-        self.grid = self._grid_of(self._to_2tuple(img_size), 'img_size')
-        self.out_indices = self._parse_out_indices(out_indices)
+        self.grid = unit_grid(img_size, UNIT_SIZE, 'img_size')
+        self.out_indices = normalize_out_indices(out_indices, self.num_stages)
         self.channels = (dim // 4, dim // 2, dim, dim)
         self.strides = (4, 8, 16, 32)
         if not -1 <= frozen_stages < self.num_stages:
@@ -391,15 +507,11 @@ class HiViT(BaseModule):
         dpr = torch.linspace(0, drop_path_rate,
                              sum(stem_depths) + depth).tolist()  # official schedule
         self.patch_embed = PatchEmbed(in_channels, dim // 4, norm_eps)
-        self.stem = nn.ModuleList([
-            StemStage(dim // 4, stem_depths[0], self.arch['stem_mlp_ratio'], drop_rate,
-                      dpr[:stem_depths[0]], norm_eps),
-            StemStage(dim // 2, stem_depths[1], self.arch['stem_mlp_ratio'], drop_rate,
-                      dpr[stem_depths[0]:sum(stem_depths)], norm_eps),
-        ])
-        num_tokens = self.grid[0] * self.grid[1]
+        self.stem = nn.ModuleList(
+            StemStage(self.channels[s], stem_depths[s], self.arch['stem_mlp_ratio'],
+                      drop_rate, dpr[sum(stem_depths[:s]):], norm_eps) for s in (0, 1))
         self.pos_embed = nn.Parameter(torch.zeros(
-            1, num_tokens, dim)) if use_abs_pos_embed else None
+            1, self.grid[0] * self.grid[1], dim)) if use_abs_pos_embed else None
         self.pos_drop = nn.Dropout(drop_rate)
         rel_table_size = ((2 * self.grid[0] - 1) *
                           (2 * self.grid[1] - 1)) if use_rel_pos_bias else 0
@@ -408,26 +520,10 @@ class HiViT(BaseModule):
                            drop_rate, attn_drop_rate, dp, norm_eps, rel_table_size)
             for dp in dpr[sum(stem_depths):])
         self.window_size = window_size
-        if window_size is None:
-            if global_blocks is not None:
-                raise ValueError('global_blocks is only used with window_size')
-            self.global_blocks = tuple(range(depth))
-        else:
-            if window_size < 1:
-                raise ValueError(f'window_size must be positive, got {window_size}')
-            if use_rel_pos_bias and window_size > min(self.grid):
-                raise ValueError(
-                    f'window_size {window_size} exceeds the relative table grid '
-                    f'{self.grid}; raise img_size')
-            gb = quarter_global_blocks(depth) if global_blocks is None else tuple(
-                sorted(set(global_blocks)))
-            if any(not 0 <= i < depth for i in gb):
-                raise ValueError(f'global_blocks {tuple(global_blocks)} out of range '
-                                 f'for {depth} main blocks')
-            self.global_blocks = gb
-        # Consecutive runs of main blocks sharing an attention layout:
-        # (start, stop, windowed). Windowed runs are partitioned once per run.
-        self._runs = self._block_runs(depth, self.global_blocks)
+        self.global_blocks = _parse_windows(window_size, global_blocks, depth,
+                                            self.grid if use_rel_pos_bias else None)
+        # Windowed runs of main blocks are partitioned once per run.
+        self._runs = _block_runs(depth, self.global_blocks)
         # Relative indices shared by every block (global grid, and window grid when
         # windowed); derived, so non-persistent.
         self.register_buffer(
@@ -447,69 +543,6 @@ class HiViT(BaseModule):
         }) if out_norm else None
         self._freeze_stages()
 
-    # -- construction helpers ----------------------------------------------
-    @classmethod
-    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch not in cls.arch_zoo:
-                raise ValueError(f'unknown HiViT arch {arch!r}; valid names: '
-                                 f'{sorted(cls.arch_zoo)} (or a dict with '
-                                 'embed_dims, depths, num_heads)')
-            arch = cls.arch_zoo[arch]
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
-        required = {'embed_dims', 'depths', 'num_heads'}
-        allowed = required | {'stem_mlp_ratio', 'mlp_ratio'}
-        if not required <= set(arch) or not set(arch) <= allowed:
-            raise ValueError(f'a custom arch needs keys {sorted(required)} and may add '
-                             f'{sorted(allowed - required)}; got {sorted(arch)}')
-        arch = dict(dict(stem_mlp_ratio=3., mlp_ratio=4.), **arch)
-        dim, heads = arch['embed_dims'], arch['num_heads']
-        if len(arch['depths']) != 3 or min(arch['depths']) < 1:
-            raise ValueError(f'depths must be three positive ints, got {arch["depths"]}')
-        if dim % 4 or dim % heads:
-            raise ValueError(f'embed_dims {dim} must be divisible by 4 and by '
-                             f'num_heads {heads}')
-        return arch
-
-    @staticmethod
-    def _to_2tuple(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-        return (size, size) if isinstance(size, int) else tuple(size)
-
-    @staticmethod
-    def _grid_of(size: Tuple[int, int], what: str) -> Tuple[int, int]:
-        h, w = size
-        if h % UNIT_SIZE or w % UNIT_SIZE or h <= 0 or w <= 0:
-            raise ValueError(f'{what} {h}x{w} is not a multiple of the {UNIT_SIZE}-pixel '
-                             'unit; pad or resize the input (e.g. a size_divisor of 32)')
-        return h // UNIT_SIZE, w // UNIT_SIZE
-
-    def _parse_out_indices(self, out_indices: Union[int,
-                                                    Sequence[int]]) -> Tuple[int, ...]:
-        raw = (out_indices, ) if isinstance(out_indices, int) else tuple(out_indices)
-        if not raw:
-            raise ValueError('out_indices is empty')
-        norm = tuple(i % self.num_stages if -self.num_stages <= i < self.num_stages
-                     else None for i in raw)
-        if None in norm:
-            raise ValueError(f'out_indices {raw} out of range: stages are 0..3 '
-                             '(strides 4, 8, 16, 32) or -4..-1')
-        if len(set(norm)) != len(norm):
-            raise ValueError(f'out_indices {raw} repeats a stage')
-        return norm
-
-    @staticmethod
-    def _block_runs(depth: int, global_blocks: Sequence[int]
-                    ) -> Tuple[Tuple[int, int, bool], ...]:
-        runs: List[Tuple[int, int, bool]] = []
-        for i in range(depth):
-            windowed = i not in global_blocks
-            if runs and runs[-1][2] == windowed:
-                runs[-1] = (runs[-1][0], i + 1, windowed)
-            else:
-                runs.append((i, i + 1, windowed))
-        return tuple(runs)
-
     # -- weights --------------------------------------------------------------
     def init_weights(self) -> None:
         """Initialise as the official code, then load ``init_cfg`` weights if any."""
@@ -528,102 +561,19 @@ class HiViT(BaseModule):
             if table is not None:
                 (nn.init.zeros_(table) if self.rel_pos_zero_init else trunc_normal_(
                     table, std=.02))
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            if not cfg.get('checkpoint'):
-                raise ValueError('init_cfg type Pretrained has no checkpoint; set '
-                                 'model.backbone.init_cfg.checkpoint=PATH (or '
-                                 'init_cfg=None to train from scratch)')
-            state = _load_checkpoint_with_prefix(
-                cfg.get('prefix', ''), cfg['checkpoint'], map_location='cpu'
-            ) if cfg.get('prefix') else self._load_whole(cfg['checkpoint'])
-            self.load_pretrained(state, source=cfg['checkpoint'])
-        elif cfg is not None:
-            raise ValueError(f'HiViT supports init_cfg=None or type Pretrained, got {cfg}')
+        if self.init_cfg is not None:
+            init_pretrained(self, self.init_cfg)
         self._is_init = True
 
-    @staticmethod
-    def _load_whole(checkpoint: str) -> dict:
-        from mmengine.runner.checkpoint import _load_checkpoint
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-        return {k[len('module.'):] if k.startswith('module.') else k: v
-                for k, v in state.items()}
-
-    def load_pretrained(self, state_dict: Dict[str, torch.Tensor],
-                        source: str = 'state_dict') -> None:
-        """Load backbone weights, refusing anything that would stay silently random.
-
-        Position tables of another grid are resized (see :meth:`_resize_tables`).
-        Allowed, and logged: relative tables absent from a checkpoint trained without
-        them (they keep their ``rel_pos_zero_init`` initialisation, as the official
-        fine-tuning does), output norms absent from a checkpoint of a model without
-        them (pre-training and classification checkpoints for a detector), and the
-        keys of a pre-training encoder that HiViT does not use
-        (``pretrain_only_keys``). Any other missing, unexpected or mis-shaped key
-        raises, naming the keys.
-
-        Args:
-            state_dict (dict[str, torch.Tensor]): Backbone keys, prefix removed.
-            source (str): Where it came from, for messages. Defaults to
-                ``'state_dict'``.
-        """
-        logger = MMLogger.get_current_instance()
-        state = dict(state_dict)
-        ignored = sorted(k for k in state if k.startswith(self.pretrain_only_keys))
-        for k in ignored:
-            state.pop(k)
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        # Parts a source model may legitimately lack as a whole; they keep their init.
-        fresh = []
-        for part in ('relative_position_bias_table', 'out_norms.'):
-            if not any(part in k for k in state):
-                fresh += [k for k in missing if part in k]
-        missing = [k for k in missing if k not in fresh]
-        state = self._resize_tables(state)
-        mismatched = sorted(f'{k}: checkpoint {tuple(state[k].shape)} vs model '
-                            f'{tuple(own[k].shape)}' for k in set(state) & set(own)
-                            if state[k].shape != own[k].shape)
-        if missing or unexpected or mismatched:
-            raise KeyError(f'HiViT weights from {source} do not match the model.\n'
-                           f'missing keys: {missing}\nunexpected keys: {unexpected}\n'
-                           f'shape mismatches: {mismatched}')
-        self.load_state_dict(state, strict=False)
-        logger.info(f'HiViT: loaded {len(state)} tensors from {source}')
-        if ignored:
-            logger.info(f'HiViT: ignored pre-training-only keys: {ignored}')
-        if fresh:
-            logger.warning(f'HiViT: {source} has no {sorted(fresh)} (its model had none); '
-                           'they keep their initialisation (relative tables: '
-                           f'{"zeros" if self.rel_pos_zero_init else "trunc-normal"})')
-
-    def _resize_tables(self, state: Dict[str, torch.Tensor]
-                       ) -> Dict[str, torch.Tensor]:
-        """Resize saved position tables of another grid to this model's grid.
-
-        The one place where learned tables change size: used by
-        :meth:`load_pretrained` and by every ``load_state_dict`` (resume,
-        ``load_from``) through a pre-hook. Saved grids are taken to be square.
-        """
-        state = dict(state)
-        pe = state.get('pos_embed')
-        if pe is not None and self.pos_embed is not None and pe.shape != self.pos_embed.shape:
-            src = _sq_grid(pe.shape[1], 'pos_embed')
-            state['pos_embed'] = resize_pos_embed(
-                pe, src, self.grid, mode='bicubic', num_extra_tokens=0)
-        size = (2 * self.grid[0] - 1) * (2 * self.grid[1] - 1)
-        for k, t in state.items():
-            if k.endswith('relative_position_bias_table') and t.shape[0] != size:
-                side = _sq_grid(t.shape[0], k)[0]
-                state[k] = resize_rel_pos_bias_table(t, ((side + 1) // 2, ) * 2,
-                                                     self.grid)
-        return state
+    def resize_position_tables(self, state: Dict[str, torch.Tensor]
+                               ) -> Dict[str, torch.Tensor]:
+        """:func:`resize_position_tables` to this model's grid (used by strict loading,
+        :mod:`hivit_mm.models.loading`, and the ``load_state_dict`` pre-hook)."""
+        return resize_position_tables(state, self.grid)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        for k, v in self._resize_tables(own).items():
+        for k, v in self.resize_position_tables(own).items():
             state_dict[prefix + k] = v
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -633,9 +583,9 @@ class HiViT(BaseModule):
             mods = [self.patch_embed, *self.stem[0].blocks]
         elif stage == 1:
             mods = [self.stem[0].downsample, *self.stem[1].blocks]
-        elif stage == 2:
+        elif stage == MAIN_STAGE:
             mods = [self.stem[1].downsample, *self.blocks]
-        else:
+        else:  # POOLED_STAGE: no parameters of its own
             mods = []
         if self.out_norms is not None and str(stage) in self.out_norms:
             mods.append(self.out_norms[str(stage)])
@@ -647,7 +597,7 @@ class HiViT(BaseModule):
                 m.eval()
                 for p in m.parameters():
                     p.requires_grad = False
-            if stage == 2 and self.pos_embed is not None:
+            if stage == MAIN_STAGE and self.pos_embed is not None:
                 self.pos_embed.requires_grad = False
 
     def train(self, mode: bool = True) -> 'HiViT':
@@ -683,7 +633,7 @@ class HiViT(BaseModule):
         return num_layers - 1, num_layers
 
     # -- forward ------------------------------------------------------------
-    def _block(self, blk: nn.Module, *args) -> torch.Tensor:
+    def _run_block(self, blk: nn.Module, *args) -> torch.Tensor:
         if self.with_cp and self.training and args[0].requires_grad:
             return cp.checkpoint(blk, *args, use_reentrant=False)
         return blk(*args)
@@ -733,7 +683,7 @@ class HiViT(BaseModule):
             tuple[torch.Tensor, torch.Tensor, torch.Tensor]: Stage outputs per kept
             unit: ``(B, L, 4, 4, C/4)``, ``(B, L, 2, 2, C/2)`` and ``(B, L, C)``.
         """
-        grid = self._grid_of(tuple(x.shape[-2:]), 'input')
+        grid = unit_grid(x.shape[-2:], UNIT_SIZE)
         x = self.patch_embed(x)  # B, N, 4, 4, C/4
         if ids_keep is not None:
             if self.window_size is not None:
@@ -744,7 +694,7 @@ class HiViT(BaseModule):
         outs = []
         for stage in self.stem:
             for blk in stage.blocks:
-                x = self._block(blk, x)
+                x = self._run_block(blk, x)
             outs.append(x)
             x = stage.downsample(x)  # B, L, h/2, w/2, 2C
         x = x.flatten(1, 3)  # B, L, C
@@ -772,33 +722,16 @@ class HiViT(BaseModule):
                 x = self._windowed_run(x, grid, start, stop)
             else:
                 for blk in self.blocks[start:stop]:
-                    x = self._block(blk, x, rel_index)
+                    x = self._run_block(blk, x, rel_index)
         return x
 
     def _windowed_run(self, x: torch.Tensor, grid: Tuple[int, int], start: int,
                       stop: int) -> torch.Tensor:
         """Blocks ``start:stop`` with attention inside ``window_size`` windows."""
-        B, _, C = x.shape
-        (h, w), ws = grid, self.window_size
-        ph, pw = -h % ws, -w % ws
-        nh, nw = (h + ph) // ws, (w + pw) // ws
-        x = F.pad(x.reshape(B, h, w, C), (0, 0, 0, pw, 0, ph))  # B, h+ph, w+pw, C
-        x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3)  # B, nh, nw, ws, ws, C
-        x = x.reshape(B * nh * nw, ws * ws, C)  # B*nW, ws*ws, C
-        key_mask = None
-        if ph or pw:
-            valid = torch.zeros(h + ph, w + pw, dtype=torch.bool, device=x.device)
-            valid[:h, :w] = True
-            valid = valid.reshape(nh, ws, nw, ws).transpose(1, 2).reshape(
-                1, nh * nw, 1, 1, ws * ws)  # 1, nW, 1, 1, ws*ws
-            key_mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device)
-            key_mask = key_mask.masked_fill(~valid, float('-inf')).expand(
-                B, -1, -1, -1, -1).reshape(B * nh * nw, 1, 1, ws * ws)
+        windows, key_mask = window_partition(x, grid, self.window_size)
         for blk in self.blocks[start:stop]:
-            x = self._block(blk, x, self.win_rel_pos_index, key_mask)
-        x = x.reshape(B, nh, nw, ws, ws, C).transpose(2, 3)  # B, nh, ws, nw, ws, C
-        x = x.reshape(B, nh * ws, nw * ws, C)[:, :h, :w]  # B, h, w, C
-        return x.reshape(B, h * w, C)
+            windows = self._run_block(blk, windows, self.win_rel_pos_index, key_mask)
+        return window_merge(windows, x.shape[0], grid, self.window_size)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """
@@ -810,22 +743,15 @@ class HiViT(BaseModule):
             stage 0 ``(B, C/4, H/4, W/4)``, 1 ``(B, C/2, H/8, W/8)``,
             2 ``(B, C, H/16, W/16)``, 3 ``(B, C, H/32, W/32)``.
         """
-        B = x.shape[0]
-        hp, wp = self._grid_of(tuple(x.shape[-2:]), 'input')
+        grid = unit_grid(x.shape[-2:], UNIT_SIZE)
         units = self.forward_units(x)
-        maps = {}  # only the stages asked for (stage 3 pools stage 2)
-        for i in {min(i, 2) for i in self.out_indices}:
-            tokens = units[i]
-            if i == 2:
-                maps[2] = tokens.transpose(1, 2).reshape(B, -1, hp, wp)  # B, C, hp, wp
-                continue
-            side, c = tokens.shape[2], tokens.shape[-1]
-            m = tokens.reshape(B, hp, wp, side, side, c)  # B, hp, wp, s, s, C
-            maps[i] = m.permute(0, 5, 1, 3, 2, 4).reshape(B, c, hp * side,
-                                                           wp * side)  # B, C, H/s', W/s'
+        maps = {  # only the stages asked for (the pooled stage needs the main one)
+            i: units_to_map(units[i], grid)
+            for i in {MAIN_STAGE if i == POOLED_STAGE else i for i in self.out_indices}
+        }
         outs = []
         for i in self.out_indices:
-            out = F.max_pool2d(maps[2], 2) if i == 3 else maps[i]
+            out = F.max_pool2d(maps[MAIN_STAGE], 2) if i == POOLED_STAGE else maps[i]
             if self.out_norms is not None:
                 out = self.out_norms[str(i)](out)
             outs.append(out.contiguous())

@@ -7,7 +7,6 @@ algorithm, reconstruction head, loss and data preprocessor are mmpretrain's ``MA
 ``MAEPretrainHead``, ``PixelReconstructionLoss`` and ``SelfSupDataPreprocessor``, used
 unchanged through configs. This module adds only what they lack:
 
-* :func:`random_unit_masking`: per-sample random masking of mask units;
 * :class:`MaskedHiViT`: HiViT that drops masked units right after the patch embedding
   (through the whole encoder, relative position bias included), with a fixed 2-D sin-cos
   absolute embedding, a final LayerNorm, and optional fusion of the stem features of
@@ -15,6 +14,9 @@ unchanged through configs. This module adds only what they lack:
 * :class:`ClsFreeMAEDecoder`: mmpretrain's ``MAEPretrainDecoder`` without the class-token
   slot. The stock decoder treats the first visible token as a class token, so with a
   class-free encoder every visible token lands one position off.
+
+The masking itself (:func:`~hivit_mm.models.geometry.random_unit_masking`) is shared with
+GreenMIM and lives in :mod:`hivit_mm.models.geometry`.
 """
 from typing import Optional, Tuple, Union
 
@@ -24,44 +26,10 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 
 from hivit_mm.registry import MODELS
-from .hivit import HiViT
+from .geometry import check_mask_ratio, random_unit_masking, unit_grid, use_masking
+from .hivit import UNIT_SIZE, HiViT
 
-__all__ = ['random_unit_masking', 'MaskedHiViT', 'ClsFreeMAEDecoder']
-
-
-def random_unit_masking(
-    batch_size: int,
-    num_units: int,
-    mask_ratio: float,
-    device: Union[str, torch.device] = 'cpu',
-    generator: Optional[torch.Generator] = None
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw an independent random mask for each sample.
-
-    Keeps ``int(num_units * (1 - mask_ratio))`` units per sample (at least one).
-
-    Args:
-        batch_size (int): ``B``.
-        num_units (int): ``L``, units per image.
-        mask_ratio (float): Fraction of units removed, in (0, 1).
-        device (str | torch.device): Defaults to ``'cpu'``.
-        generator (torch.Generator, optional): For reproducible masks. Defaults to None.
-
-    Returns:
-        tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ``ids_keep (B, L_keep)`` kept
-        unit indices (in random order), ``mask (B, L)`` with 1 for removed units, and
-        ``ids_restore (B, L)`` mapping the kept-then-removed order back to the image.
-    """
-    if not 0 < mask_ratio < 1:
-        raise ValueError(f'mask_ratio must be in (0, 1), got {mask_ratio}')
-    num_keep = max(1, int(num_units * (1 - mask_ratio)))
-    noise = torch.rand(batch_size, num_units, device=device, generator=generator)
-    ids_shuffle = noise.argsort(dim=1)  # B, L: ascending noise is kept
-    ids_restore = ids_shuffle.argsort(dim=1)  # B, L
-    mask = torch.ones(batch_size, num_units, device=device)
-    mask[:, :num_keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)  # B, L in image order
-    return ids_shuffle[:, :num_keep], mask, ids_restore
+__all__ = ['MaskedHiViT', 'ClsFreeMAEDecoder']
 
 
 @MODELS.register_module()
@@ -80,6 +48,9 @@ class MaskedHiViT(HiViT):
         **Other arguments: those of :class:`HiViT` (``arch``, ``img_size``, ...). The
             absolute embedding is a frozen 2-D sin-cos table.
     """
+    # Keys this class adds to HiViT's state dict; a checkpoint of it still loads into a
+    # plain HiViT, these being dropped (read by hivit_mm.models.loading).
+    pretraining_keys: Tuple[str, ...] = ('norm.', )
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',
@@ -112,9 +83,7 @@ class MaskedHiViT(HiViT):
             norm_eps=norm_eps,
             with_cp=with_cp,
             init_cfg=init_cfg)
-        if not 0 < mask_ratio < 1:
-            raise ValueError(f'mask_ratio must be in (0, 1), got {mask_ratio}')
-        self.mask_ratio = mask_ratio
+        self.mask_ratio = check_mask_ratio(mask_ratio)
         self.fuse_stem_features = fuse_stem_features
         self.pos_embed = nn.Parameter(self.pos_embed.detach(), requires_grad=False)
         self.out_channels = 7 * self.embed_dims if fuse_stem_features else self.embed_dims
@@ -134,19 +103,21 @@ class MaskedHiViT(HiViT):
         """
         Args:
             x (torch.Tensor): Images ``(B, 3, H, W)`` on the ``img_size`` grid.
-            mask (bool, optional): Mask units (pre-training) or not. Defaults to True.
+            mask (bool, optional): True: mask units (pre-training); None or False: the
+                dense :class:`HiViT` forward. Defaults to True.
 
         Returns:
             With ``mask``: ``latent (B, L_keep, C_out)`` (``C_out`` is ``7C`` with
             ``fuse_stem_features``, else ``C``), ``mask (B, L)`` (1 = removed) and
             ``ids_restore (B, L)``. Without: the :class:`HiViT` stage maps.
         """
-        if not mask:
+        if not use_masking(mask):
             return super().forward(x)
-        grid = self._grid_of(tuple(x.shape[-2:]), 'input')
+        grid = unit_grid(x.shape[-2:], UNIT_SIZE)
         if grid != self.grid:
-            raise ValueError(f'MAE pre-training runs at img_size {self.grid[0] * 16}x'
-                             f'{self.grid[1] * 16}, got {tuple(x.shape[-2:])}')
+            h, w = (n * UNIT_SIZE for n in self.grid)
+            raise ValueError(f'MAE pre-training runs at img_size {h}x{w}, got '
+                             f'{tuple(x.shape[-2:])}')
         ids_keep, unit_mask, ids_restore = random_unit_masking(
             x.shape[0], grid[0] * grid[1], self.mask_ratio, x.device)
         stage0, stage1, main = self.forward_units(x, ids_keep)
