@@ -33,7 +33,8 @@ SUPERVISED = {
     'hivit-base-p16_8xb128_in1k.py': ('base', 512, 0.5),
 }
 FINETUNE = 'benchmarks/hivit-base-p16_8xb128-amp-coslr-100e_in1k.py'
-ALL = sorted([*SUPERVISED, FINETUNE])
+FINETUNE_LARGE = 'benchmarks/hivit-large-p16_8xb128-amp-coslr-50e_in1k.py'
+ALL = sorted([*SUPERVISED, FINETUNE, FINETUNE_LARGE])
 
 
 def load(name: str) -> Config:
@@ -269,3 +270,30 @@ def test_finetune_recipe():
     assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
     assert cfg.train_cfg.max_epochs == 100
     assert cfg.auto_scale_lr == dict(base_batch_size=1024)
+
+
+def test_large_finetune_recipe():
+    """HiViT-L: the HiViT-B recipe with the MAE paper's large-model settings (appendix
+    A.1: 50 epochs, base lr 1e-3 per 256 images, layer decay 0.75, drop path 0.2)."""
+    base, cfg = load(FINETUNE), load(FINETUNE_LARGE)
+    bb = cfg.model.backbone
+    assert (bb.arch, bb.drop_path_rate) == ('large', 0.2)
+    changed = ('arch', 'drop_path_rate')
+    assert {k: v for k, v in bb.items() if k not in changed} == {
+        k: v for k, v in base.model.backbone.items() if k not in changed}
+    assert cfg.model.neck.in_channels == cfg.model.head.in_channels == 768
+    assert cfg.model.head.init_cfg == base.model.head.init_cfg
+    ow = cfg.optim_wrapper
+    assert ow.optimizer.lr == 1e-3 * 1024 / 256
+    assert ow.paramwise_cfg == dict(layer_decay_rate=0.75)
+    assert {k: v for k, v in ow.optimizer.items() if k != 'lr'} == {
+        k: v for k, v in base.optim_wrapper.optimizer.items() if k != 'lr'}
+    warmup, cosine = cfg.param_scheduler
+    base_warmup, base_cosine = base.param_scheduler
+    assert warmup == base_warmup
+    assert math.isclose(cosine.eta_min_ratio * ow.optimizer.lr, 1e-6)
+    assert {k: v for k, v in cosine.items() if k != 'eta_min_ratio'} == {
+        k: v for k, v in base_cosine.items() if k != 'eta_min_ratio'}
+    assert cfg.train_cfg.max_epochs == 50
+    assert cfg.train_dataloader == base.train_dataloader
+    assert cfg.model.train_cfg == base.model.train_cfg

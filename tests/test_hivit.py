@@ -61,6 +61,21 @@ def test_base_is_the_paper_base():
     assert [len(s.blocks) for s in base.stem] == [4, 4]
 
 
+def test_large_is_mmpretrains_large():
+    """HiViT-L, the iTPN definition (768 wide, depths (2, 2, 40), 12 heads), has exactly
+    the parameters of mmpretrain's ``HiViT(arch='large')`` at equal settings (absolute
+    embedding and relative bias on), and 290.71M with a 1000-class head."""
+    from mmpretrain.models.backbones import HiViT as MMPretrainHiViT
+    ours = HiViT(arch='large', use_rel_pos_bias=True)
+    assert (ours.embed_dims, ours.depths, ours.num_heads) == (768, (2, 2, 40), 12)
+    count = sum(p.numel() for p in ours.parameters())
+    theirs = MMPretrainHiViT(arch='large', img_size=224, ape=True, rpe=True,
+                             out_indices=[39])
+    assert count == sum(p.numel() for p in theirs.parameters())
+    del theirs
+    assert f'{sum(p.numel() for p in with_head(ours).parameters()) / 1e6:.2f}' == '290.71'
+
+
 def test_bad_arch_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown HiViT arch 'huge'.*'base'.*'small'.*'tiny'"):
         HiViT(arch='huge')

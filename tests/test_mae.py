@@ -184,3 +184,16 @@ def test_fixed_embeddings_get_no_gradient_and_do_not_change():
         assert not params[name].requires_grad and params[name].grad is None
         assert torch.equal(params[name], before)
     assert not torch.equal(model.backbone.blocks[0].attn.qkv.weight, qkv_before)
+
+
+def test_large_mae_config_is_the_base_recipe_with_hivit_l():
+    from mmengine.config import Config
+
+    from conftest import REPO
+    base, large = (Config.fromfile(str(
+        REPO / f'configs/mae/mae_hivit-{arch}-p16-hifeat_8xb512-amp-coslr-1600e_in1k.py'))
+        for arch in ('base', 'large'))
+    assert large.model.backbone == dict(base.model.backbone, arch='large')
+    assert large.model.neck == dict(base.model.neck, embed_dim=7 * 768)  # fused stem
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg', 'train_dataloader'):
+        assert large[key] == base[key], key

@@ -411,8 +411,9 @@ class HiViT(BaseModule):
 
     Args:
         arch (str | dict): A name of :attr:`arch_zoo` (``'tiny'``, ``'small'``,
-            ``'base'``) or a dict with ``embed_dims``, ``depths`` (three ints: stem
-            stage 0, stem stage 1, main stage; a stem stage of depth ``d`` has ``2d``
+            ``'base'``, ``'large'``) or a dict with ``embed_dims``, ``depths`` (three
+            ints: stem stage 0, stem stage 1, main stage; a stem stage of depth ``d`` has
+            ``2d``
             MLP blocks, as in the paper), ``num_heads`` and optionally
             ``stem_mlp_ratio`` (default 3) and ``mlp_ratio`` (default 4).
             Defaults to ``'base'`` (the paper's and the released weights' HiViT-B:
@@ -450,7 +451,10 @@ class HiViT(BaseModule):
             the second PatchMerge, position tables and the main stage; stage 3, a
             parameter-free pool, only its output norm) with their output norms; frozen
             modules stay in eval mode. -1 freezes nothing. Defaults to -1.
-        with_cp (bool): Activation checkpointing per block. Defaults to False.
+        with_cp (bool): Activation checkpointing of every stem and main block in
+            training: a block keeps only its input and recomputes its activations in
+            the backward pass (about a third more compute, much less activation
+            memory; what HiViT-L needs on most GPUs). Defaults to False.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix=...)``
             loads weights in :meth:`init_weights` with strict key checks (see
             :func:`~hivit_mm.models.loading.load_backbone_weights`). Defaults to None.
@@ -460,6 +464,8 @@ class HiViT(BaseModule):
         'tiny': dict(embed_dims=384, depths=(1, 1, 10), num_heads=6),  # 19.18M 4.60G
         'small': dict(embed_dims=384, depths=(2, 2, 20), num_heads=6),  # 37.53M 9.07G
         'base': dict(embed_dims=512, depths=(2, 2, 20), num_heads=8),  # 66.42M 15.85G
+        # iTPN's HiViT-L (no official HiViT weights), as mmpretrain's arch='large'
+        'large': dict(embed_dims=768, depths=(2, 2, 40), num_heads=12),  # 290.71M 63.98G
     }
     num_stages = 4
     # Parts a checkpoint may lack as a whole (its model had none): they keep their init
