@@ -2,6 +2,7 @@
 """The model zoo: the index matches the configs, models are found and built by name,
 and the inference API and the upstream inferencers run our models on an image."""
 import glob
+import json
 import os.path as osp
 import runpy
 
@@ -133,21 +134,31 @@ def test_list_models_finds_ours_through_mmpretrain():
     assert hivit_mm.apis.register_model_index() == []
 
 
-#: GreenSwin's dense forward does not trace yet (its unit grid becomes a tensor under
-#: torch.jit.trace); the metafile's figures were counted with the grid cast to ints.
-UNTRACEABLE = ('greenmim_swin-base-w7_8xb256-amp-coslr-800e_in1k',
-               'greenmim_swin-large-w14_8xb256-amp-coslr-800e_in1k')
-
-
-@pytest.mark.parametrize('name', [
-    pytest.param(n, marks=() if n in CHEAP_FLOPS else pytest.mark.e2e)
-    if n not in UNTRACEABLE else pytest.param(n, marks=pytest.mark.skip(
-        reason='GreenSwin does not trace yet'))
-    for n in sorted(INDEX)
-])
+@pytest.mark.parametrize('name', CHEAP_FLOPS)
 def test_flops_equal_the_metafile(name):
     meta = INDEX[name]['Metadata']
     assert model_complexity(name) == (meta['Parameters'], meta['FLOPs'])
+
+
+@pytest.mark.e2e
+def test_flops_equal_the_metafile_for_every_model():
+    """Counted once per distinct model and input size (configs differing only in their
+    schedule build the same model), then compared with every metafile entry."""
+    from mmengine.config import Config
+    groups = {}
+    for name, entry in INDEX.items():
+        if name in CHEAP_FLOPS:
+            continue
+        model = Config.fromfile(entry['config']).model.to_dict()
+        key = (json.dumps(model, sort_keys=True, default=str),
+               tuple(entry['Metadata'].get('Input Size', (224, 224))))
+        groups.setdefault(key, []).append(name)
+    assert len(groups) < len(INDEX) - len(CHEAP_FLOPS)  # some configs share a model
+    for names in groups.values():
+        figures = model_complexity(names[0])
+        for name in names:
+            meta = INDEX[name]['Metadata']
+            assert figures == (meta['Parameters'], meta['FLOPs']), name
 
 
 # ----------------------------------------------------------------------------

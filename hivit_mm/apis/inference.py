@@ -14,6 +14,7 @@ model's own data preprocessor (normalisation, BGR -> RGB, padding), as in traini
 """
 import copy
 import difflib
+import inspect
 import logging
 import os.path as osp
 from pathlib import Path
@@ -228,7 +229,6 @@ def extract_features(model: nn.Module, images: ImagesType) -> Dict[str, torch.Te
     """
     inputs = _preprocess(model, images)
     backbone = model.backbone
-    import inspect
     if 'mask' in inspect.signature(backbone.forward).parameters:
         outs = backbone(inputs, mask=None)  # the plain forward of a MIM encoder
     else:

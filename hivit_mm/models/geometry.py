@@ -54,7 +54,7 @@ def unit_grid(size: Union[int, Sequence[int]], unit: int, what: str = 'input'
     Raises:
         ValueError: If a side is not a positive multiple of ``unit``.
     """
-    h, w = to_2tuple(size)
+    h, w = (int(s) for s in to_2tuple(size))  # plain ints, also under torch.jit.trace
     if h % unit or w % unit or h <= 0 or w <= 0:
         raise ValueError(f'{what} {h}x{w} is not a multiple of the {unit}-pixel unit; '
                          'pad or resize the input (e.g. a size_divisor of 32)')
