@@ -122,15 +122,20 @@ def test_finetune_groups_have_the_layer_decay_scales():
     cfg = load(FINETUNE)
     model = tiny_model(cfg)
     ow = cpu_optim_wrapper(cfg, model)
-    num_layers = HIVIT_TINY['depths'][2] + 2
+    # the official fine-tuning's per-block numbering: embeddings 0, the 2 + 2 stem
+    # blocks 1..4 (a PatchMerge with the block before it), main blocks 5, 6, head 7
+    num_layers = 2 * sum(HIVIT_TINY['depths'][:2]) + HIVIT_TINY['depths'][2] + 2
     for group in ow.optimizer.param_groups:
         i = group['layer_id']
         assert group['lr'] == 2e-3 * 0.85**(num_layers - 1 - i)
     got = param_settings(ow, model)
     assert set(got) == {n for n, _ in model.named_parameters()}
-    assert got['backbone.patch_embed.proj.weight'] == (2e-3 * 0.85**3, 0.05)
-    assert got['backbone.stem.0.blocks.0.mlp.fc1.weight'] == (2e-3 * 0.85**3, 0.05)
-    assert got['backbone.pos_embed'] == (2e-3 * 0.85**3, 0.)
+    assert got['backbone.patch_embed.proj.weight'] == (2e-3 * 0.85**7, 0.05)
+    assert got['backbone.stem.0.blocks.0.mlp.fc1.weight'] == (2e-3 * 0.85**6, 0.05)
+    assert got['backbone.stem.0.downsample.reduction.weight'] == (2e-3 * 0.85**5, 0.05)
+    assert got['backbone.stem.1.blocks.1.mlp.fc1.weight'] == (2e-3 * 0.85**3, 0.05)
+    assert got['backbone.stem.1.downsample.norm.weight'] == (2e-3 * 0.85**3, 0.)
+    assert got['backbone.pos_embed'] == (2e-3 * 0.85**7, 0.)
     assert got['backbone.blocks.0.attn.qkv.weight'] == (2e-3 * 0.85**2, 0.05)
     assert got['backbone.blocks.1.attn.relative_position_bias_table'] == (2e-3 * 0.85,
                                                                            0.)
@@ -256,7 +261,8 @@ def test_finetune_recipe():
     ow = cfg.optim_wrapper
     assert ow.type == 'AmpOptimWrapper' and ow.clip_grad is None
     assert ow.constructor == 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
-    assert ow.paramwise_cfg == dict(layer_decay_rate=0.85)  # nothing inherited
+    assert ow.paramwise_cfg == dict(layer_decay_rate=0.85,
+                                    layer_numbering='per_block')  # nothing inherited
     opt = ow.optimizer
     assert (opt.type, opt.lr, opt.betas, opt.weight_decay) == ('AdamW', 2e-3,
                                                                (0.9, 0.999), 0.05)

@@ -81,6 +81,8 @@ def _tiny_cfg(path: Path, arch: dict = HIVIT_TINY, **backbone) -> Config:
     model = cfg.model
     model.backbone.arch = dict(arch)
     model.backbone.img_size = GRID
+    if 'pretrain_img_size' in model.backbone:  # the absolute table's own grid
+        model.backbone.pretrain_img_size = PRE_GRID
     model.backbone.init_cfg = None
     c = arch['embed_dims']
     channels = [c // 4, c // 2, c, c]
@@ -388,12 +390,12 @@ def _assert_backbone_loaded(backbone: HiViT, state: Dict[str, torch.Tensor]) -> 
     for key, value in src.items():
         if key in pre_only:
             continue
-        if key == 'pos_embed':
+        if key == 'pos_embed' and backbone.pos_grid != (2, 2):
             from mmpretrain.models.utils import resize_pos_embed
             value = resize_pos_embed(value, (2, 2), (4, 4), mode='bicubic',
                                      num_extra_tokens=0)
         elif key.endswith('relative_position_bias_table'):
-            value = resize_rel_pos_bias_table(value, (2, 2), (4, 4))
+            value = resize_rel_pos_bias_table(value, (2, 2), (4, 4), 'geometric')
         torch.testing.assert_close(own[key], value, msg=key)
 
 

@@ -233,7 +233,8 @@ def make(paramwise=None, optimizer=None):
 
 def test_unknown_paramwise_key_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown paramwise_cfg keys \['norm_decay_mult"
-                       r"'\]; valid keys are \['layer_decay_rate', 'custom_keys'\]"):
+                       r"'\]; valid keys are \['layer_decay_rate', 'layer_numbering', "
+                       r"'custom_keys'\]"):
         make(dict(layer_decay_rate=RATE, norm_decay_mult=0.))
 
 

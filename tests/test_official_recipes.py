@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'
 ADE640 = CONFIGS / 'upernet' / 'upernet_hivit-base-p16_8xb4-80k_ade20k-640x640.py'
 TTA_CONFIG = REPO / 'tests' / 'data' / 'seg_tiny_upernet_hivit_tta.py'
+MAE_1600 = CONFIGS / 'mae' / 'mae_hivit-base-p16-hifeat_8xb512-amp-coslr-1600e_in1k.py'
 CLS_FINETUNE = CONFIGS / 'hivit' / 'benchmarks' / \
     'hivit-base-p16_8xb128-amp-coslr-100e_in1k.py'
 
@@ -144,6 +145,91 @@ def test_greenmim_83_8_batch_and_lr():
     assert cfg.train_dataloader.batch_size * 16 == 768  # the README's 48 x 16
     assert cfg.auto_scale_lr.base_batch_size == 768
     assert cfg.optim_wrapper.optimizer.lr == pytest.approx(1.25e-3 * 768 / 512)
+
+
+# ----------------------------------------------------------------------------
+# Layer decay of the ImageNet fine-tuning
+# ----------------------------------------------------------------------------
+def test_finetune_layer_decay_scales_are_the_official_ones():
+    """The real-size HiViT-B classifier of the fine-tuning config, group by group."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(str(CLS_FINETUNE))
+    init_default_scope(cfg.default_scope)
+    model_cfg = cfg.model.copy()
+    model_cfg.backbone.init_cfg = None
+    model = MODELS.build(model_cfg)
+    ow_cfg = cfg.optim_wrapper.copy()
+    ow_cfg.type = 'OptimWrapper'  # AMP needs a GPU
+    ow = build_optim_wrapper(model, ow_cfg)
+    seen = set()
+    for group in ow.optimizer.param_groups:
+        for name in group['param_names']:
+            want = official_finetune_layer_scale(name)
+            assert group['lr_scale'] == pytest.approx(want, rel=1e-12), name
+            assert group['lr'] == pytest.approx(2e-3 * want, rel=1e-12), name
+            seen.add(name)
+    assert seen == {n for n, p in model.named_parameters() if p.requires_grad}
+    scale = {n: g['lr_scale'] for g in ow.optimizer.param_groups
+             for n in g['param_names']}
+    # the issue's figures for depths (2, 2, 20) at rate 0.85
+    assert scale['backbone.patch_embed.proj.weight'] == pytest.approx(0.85**29)
+    assert scale['backbone.pos_embed'] == pytest.approx(0.0090, abs=5e-5)
+    assert scale['backbone.stem.0.blocks.3.mlp.fc1.weight'] == pytest.approx(0.85**25)
+    assert scale['backbone.stem.0.downsample.reduction.weight'] == pytest.approx(
+        0.85**25)
+    assert scale['backbone.stem.1.blocks.0.norm.weight'] == pytest.approx(0.85**24)
+    assert scale['backbone.blocks.0.attn.qkv.weight'] == pytest.approx(0.85**20)
+    assert scale['head.fc.weight'] == 1.0
+
+
+def test_mae_trains_and_decays_the_sincos_table_and_mask_token():
+    """The release's MAE: the absolute table starts as sin-cos and is trained; timm's
+    ``add_weight_decay`` exempts only 1-D parameters and biases, so the table and the
+    mask token get weight decay 0.05."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpretrain.models.utils import build_2d_sincos_position_embedding
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(str(MAE_1600))
+    init_default_scope(cfg.default_scope)
+    cfg.model.backbone.update(arch=dict(embed_dims=32, depths=(1, 1, 2), num_heads=2),
+                              img_size=64)
+    cfg.model.neck.update(embed_dim=7 * 32, num_patches=16, decoder_embed_dim=16,
+                          decoder_depth=1, decoder_num_heads=2)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    assert model.backbone.pos_embed.requires_grad
+    torch.testing.assert_close(model.backbone.pos_embed.data,
+                               build_2d_sincos_position_embedding((4, 4), 32))
+    assert not model.neck.decoder_pos_embed.requires_grad  # fixed, as the release
+    ow_cfg = cfg.optim_wrapper.copy()
+    ow_cfg.type = 'OptimWrapper'
+    ow = build_optim_wrapper(model, ow_cfg)
+    wd = {}
+    for group in ow.optimizer.param_groups:
+        for p in group['params']:
+            wd[id(p)] = group.get('weight_decay', 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for pid, decay in wd.items():
+        name, param = names[pid], model.get_parameter(names[pid])
+        want = 0. if param.ndim <= 1 or name.endswith('.bias') else 0.05
+        assert decay == want, name
+    assert wd[id(model.backbone.pos_embed)] == 0.05
+    assert wd[id(model.neck.mask_token)] == 0.05
+
+
+def test_official_configs_select_the_release_behaviours():
+    det = Config.fromfile(str(CONFIGS / 'mask_rcnn' /
+                              'mask-rcnn_hivit-base-p16_fpn-3x_coco.py')).model.backbone
+    assert (det.window_padding, det.pos_embed_resize, det.stem_taps) == (
+        'zeros', 'scale_factor', 'mid')
+    seg = Config.fromfile(str(ADE640)).model.backbone
+    assert (seg.pretrain_img_size, seg.rel_pos_resize, seg.pos_embed_resize,
+            seg.stem_taps) == (224, 'geometric', 'scale_factor', 'mid')
+    ft = Config.fromfile(str(CLS_FINETUNE)).optim_wrapper.paramwise_cfg
+    assert ft.layer_numbering == 'per_block'
 
 
 # ----------------------------------------------------------------------------

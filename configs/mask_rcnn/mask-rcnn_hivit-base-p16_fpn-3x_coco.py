@@ -5,12 +5,17 @@
 # detection/configs/_hivit_/hivit_base_mask_rcnn_fpn_3x_coco.py; 53.3 box AP):
 #
 # * backbone: MAE pre-trained weights (not fine-tuned), no relative position bias, the
-#   absolute embedding of the 224 pre-training grid resized to each input, drop path
-#   0.2, ViTDet-style 14x14 window attention (padded, not shifted) in the main blocks
-#   except the last of each quarter (global blocks 4, 9, 14, 19: HiViT's default rule);
-# * features: the four HiViT stages (strides 4, 8, 16 and the max-pooled 32; channels
-#   C/4, C/2, C, C), each LayerNorm-ed (eps 1e-6) by the backbone's output norms, into
-#   a plain FPN (256 channels, 5 levels);
+#   absolute embedding of the 224 pre-training grid resized to each input at every
+#   forward with the release's scale factor ((h + 0.1) / 14, bicubic), drop path 0.2,
+#   ViTDet-style 14x14 window attention (not shifted) in the main blocks except the
+#   last of each quarter (global blocks 4, 9, 14, 19: HiViT's default rule), the grid
+#   padded with zero tokens before each windowed block (unmasked) and cropped after it;
+# * features: stride 4 after the first half of stem stage 0's blocks, stride 8 right
+#   after the first PatchMerge, the main stage (16) and its max-pool (32) (channels C/4,
+#   C/2, C, C), each LayerNorm-ed (eps 1e-6) by the backbone's output norms, into a
+#   plain FPN (256 channels, 5 levels). These are the release's behaviours (HiViT's
+#   defaults, stated below): tests/test_official_fidelity.py checks the backbone's maps
+#   against a reference of the release;
 # * box head: 4 shared convs + 1 fc with SyncBN, decoded-box GIoU loss x10;
 # * AdamW lr 1e-4, betas (0.9, 0.999), wd 0.05 (none on norms, biases and position
 #   tables), layer-wise lr decay 0.9 (the depths come from HiViT.get_layer_depth: stem
@@ -55,7 +60,10 @@ model = dict(
         use_abs_pos_embed=True,
         use_rel_pos_bias=False,
         window_size=14,
+        window_padding='zeros',
+        pos_embed_resize='scale_factor',
         out_indices=(0, 1, 2, 3),
+        stem_taps='mid',
         out_norm=True,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
     neck=dict(in_channels=[embed_dims // 4, embed_dims // 2, embed_dims, embed_dims]),

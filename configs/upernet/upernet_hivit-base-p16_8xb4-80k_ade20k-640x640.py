@@ -5,9 +5,16 @@
 # mIoU):
 #
 # * backbone: the fine-tuned classifier's weights, relative position bias on, global
-#   attention over the 40x40-token crop (img_size 640: the 14x14-grid absolute embedding
-#   and relative tables of the 224 fine-tuning are resized bicubically when loaded),
-#   drop path 0.1; model details in configs/_base_/models/upernet_hivit-base-p16.py;
+#   attention over the 40x40-token crop, drop path 0.1; as the release's segmentor
+#   (segmentation/backbone/hivit.py and mmcv_custom/checkpoint.py), the relative tables
+#   of the 224 fine-tuning are resized to the 640 grid when loaded by cubic splines on
+#   a geometric grid of offsets (near offsets keep their learned bias), the absolute
+#   embedding stays the 14x14 table (pretrain_img_size 224) and is resized at every
+#   forward with the release's scale factor (40.1 / 14, bicubic), and the stride-4/8
+#   maps are tapped mid-stem (after the first half of stem stage 0, right after the
+#   first PatchMerge) (tests/test_official_fidelity.py checks these against a
+#   reference of the release); model details in
+#   configs/_base_/models/upernet_hivit-base-p16.py;
 # * AdamW lr 1e-3, betas (0.9, 0.999), wd 0.05 (none on norms, biases and position
 #   tables), layer-wise lr decay 0.75 (the depths come from HiViT.get_layer_depth: stem
 #   and embeddings at 0.75**21, main block k at 0.75**(20 - k), heads at 1), linear
@@ -56,6 +63,10 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         img_size=crop_size,
+        pretrain_img_size=224,
+        rel_pos_resize='geometric',
+        pos_embed_resize='scale_factor',
+        stem_taps='mid',
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
     decode_head=dict(num_classes=150),
     auxiliary_head=dict(num_classes=150),

@@ -16,6 +16,7 @@ Select it in a config with::
 """
 import logging
 from collections import defaultdict
+from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 import torch.nn as nn
@@ -63,6 +64,11 @@ class HiViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     * ``layer_decay_rate`` (float, required): in ``(0, 1]``; 1 disables the decay but
       keeps the weight-decay rule.
+    * ``layer_numbering`` (str, optional): passed to the backbone as
+      ``get_layer_depth(name, prefix, numbering=...)``, for backbones with more than one
+      numbering rule (:meth:`hivit_mm.models.HiViT.get_layer_depth`: ``'stem_as_one'``,
+      its default, or ``'per_block'``, the official ImageNet fine-tuning's rule).
+      Without it the backbone's default applies.
     * ``custom_keys`` (dict, optional):
       ``{substring: dict(lr_mult=..., decay_mult=...)}``. A parameter whose full name
       contains a key takes the longest such key (ties: alphabetical, as mmengine).
@@ -81,7 +87,8 @@ class HiViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             or an optimizer without ``lr``.
         TypeError: If a ``custom_keys`` value is not a dict.
     """
-    valid_paramwise_keys: Tuple[str, ...] = ('layer_decay_rate', 'custom_keys')
+    valid_paramwise_keys: Tuple[str, ...] = ('layer_decay_rate', 'layer_numbering',
+                                             'custom_keys')
     valid_custom_key_fields: Tuple[str, ...] = ('lr_mult', 'decay_mult')
 
     # -- validation ------------------------------------------------------------
@@ -151,6 +158,9 @@ class HiViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 f'{type(backbone).__name__ if backbone is not None else None}')
 
         rate = self.paramwise_cfg['layer_decay_rate']
+        if 'layer_numbering' in self.paramwise_cfg:
+            get_layer_depth = partial(get_layer_depth,
+                                      numbering=self.paramwise_cfg['layer_numbering'])
         custom_keys = self.paramwise_cfg.get('custom_keys', {})
         # longest key first, then alphabetical (mmengine's rule)
         sorted_keys = sorted(sorted(custom_keys), key=len, reverse=True)

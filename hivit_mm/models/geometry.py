@@ -18,17 +18,19 @@ Each concept is defined once here, as timm keeps its relative-position helpers i
 import math
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = [
     'to_2tuple', 'unit_grid', 'relative_index', 'relative_position_index',
-    'table_window', 'resize_rel_pos_bias_table', 'RESIZE_MODES', 'check_mask_ratio',
-    'random_unit_masking', 'use_masking', 'select_arch', 'normalize_out_indices'
+    'table_window', 'geometric_ratio', 'resize_rel_pos_bias_table', 'RESIZE_MODES',
+    'check_mask_ratio', 'random_unit_masking', 'use_masking', 'select_arch',
+    'normalize_out_indices'
 ]
 
 #: Modes of :func:`resize_rel_pos_bias_table`.
-RESIZE_MODES = ('bicubic', )
+RESIZE_MODES = ('geometric', 'bicubic')
 
 
 # ----------------------------------------------------------------------------
@@ -125,27 +127,100 @@ def table_window(rows: int, what: str = 'relative position bias table') -> int:
     return (side + 1) // 2
 
 
+def geometric_ratio(src_half: int, dst_half: int) -> float:
+    """Ratio ``q`` of the geometric grid of source offsets for a table resize.
+
+    ``1 + q + ... + q**(src_half - 1)`` reaches ``dst_half``: the ``src_half`` source
+    offsets of one side, spaced 1, q, q**2, ..., end at the last target offset. Found
+    as the official HiViT segmentation loader (and BEiT's) does: bisection on
+    ``[1.01, 1.5]`` until the bracket is under 1e-6 wide, the last midpoint kept (so
+    tables resized here equal the release's to float precision).
+
+    The release's bracket only reaches ratios up to 1.5 (it then leaves the far target
+    offsets outside the grid and repeats the border values there); a ratio above it
+    (small grids, e.g. 4 -> 8 units) is searched in ``[1.5, 2 * needed]`` the same way
+    instead, so the grid always spans the target. Below 1.01 (a target barely larger)
+    the release's 1.01 is kept.
+
+    Args:
+        src_half (int): Source offsets on one side of 0 (``Hs - 1``).
+        dst_half (int): Target offsets on one side of 0 (``Hd - 1``).
+
+    Returns:
+        float: ``q``.
+    """
+    def span(q: float) -> float:  # 1 + q + ... + q**(src_half - 1)
+        return (q**src_half - 1.0) / (q - 1.0)
+
+    left, right = 1.01, 1.5
+    while span(right) <= dst_half:  # beyond the release's bracket
+        left, right = right, 2 * right
+    q = left
+    while right - left > 1e-6:
+        q = (left + right) / 2.0
+        if span(q) > dst_half:
+            right = q
+        else:
+            left = q
+    return q
+
+
+def _resize_geometric(table: torch.Tensor, src_side: int,
+                      dst_side: int) -> torch.Tensor:
+    """``(src_side**2, heads) -> (dst_side**2, heads)`` for square tables of odd sides;
+    see :func:`resize_rel_pos_bias_table`."""
+    from scipy.interpolate import RectBivariateSpline  # a dependency of mmdet/mmseg
+    src_half, dst_half = src_side // 2, dst_side // 2
+    q = geometric_ratio(src_half, dst_half)
+    dis = np.cumsum(q**np.arange(src_half))  # 1, 1 + q, 1 + q + q**2, ...
+    src = np.concatenate([-dis[::-1], [0.], dis])  # src_side offsets
+    dst = np.arange(-dst_half, dst_half + 1, dtype=np.float64)  # dst_side offsets
+    values = table.detach().float().cpu().numpy().astype(np.float64)  # src_side**2, heads
+    k = min(3, src_side - 1)  # cubic, as the release, where the table allows it
+    out = np.stack([
+        RectBivariateSpline(src, src, values[:, h].reshape(src_side, src_side), kx=k,
+                            ky=k, s=0)(dst, dst).reshape(-1)
+        for h in range(values.shape[1])
+    ], axis=1)  # dst_side**2, heads
+    return torch.from_numpy(out).float().to(device=table.device, dtype=table.dtype)
+
+
 def resize_rel_pos_bias_table(table: torch.Tensor,
                               src_grid: Tuple[int, int],
                               dst_grid: Tuple[int, int],
                               mode: str = 'bicubic') -> torch.Tensor:
     """Resize a relative-position bias table made for one grid to another.
 
-    Identity when the grids are equal. ``'bicubic'``: the ``(2H-1, 2W-1)`` table is
-    interpolated as an image (``align_corners=False``), as mmpretrain's
-    ``resize_relative_position_bias_table``.
+    Identity when the grids are equal. Modes:
+
+    * ``'geometric'`` (the official HiViT segmentation loader,
+      ``segmentation/mmcv_custom/checkpoint.py::load_checkpoint_hivit``, after BEiT):
+      the source offsets are placed on a geometric grid, 0, +-1, +-(1 + q), ... with
+      :func:`geometric_ratio` ``q``, so that near offsets keep their place and far
+      ones are stretched, and each head is interpolated there by a bicubic
+      interpolating spline (SciPy's ``RectBivariateSpline(kx=3, ky=3, s=0)``, the
+      spline of the release's ``interp2d(kind='cubic')``), then sampled at the
+      integer target offsets; computed in float64 from the table's float32 values.
+      Square grids only, and only to a larger grid, as the release. A 3x3 table (a
+      2x2 grid, too small for a cubic) gets the quadratic spline.
+    * ``'bicubic'``: the ``(2H-1, 2W-1)`` table is interpolated as an image
+      (``align_corners=False``), as mmpretrain's
+      ``resize_relative_position_bias_table``: every offset is scaled by the same
+      factor (a neighbour's bias becomes the one learned for offset ``Hs / Hd``).
 
     Args:
         table (torch.Tensor): ``((2Hs-1)*(2Ws-1), heads)``.
         src_grid (tuple[int, int]): ``(Hs, Ws)`` the table was made for.
         dst_grid (tuple[int, int]): ``(Hd, Wd)`` to make it for.
-        mode (str): One of :data:`RESIZE_MODES`. Defaults to ``'bicubic'``.
+        mode (str): One of :data:`RESIZE_MODES`. Defaults to ``'bicubic'`` (HiViT's
+            ``rel_pos_resize`` defaults to ``'geometric'``).
 
     Returns:
         torch.Tensor: ``((2Hd-1)*(2Wd-1), heads)``, dtype of ``table``.
 
     Raises:
-        ValueError: If ``mode`` is unknown or ``table`` does not fit ``src_grid``.
+        ValueError: If ``mode`` is unknown, ``table`` does not fit ``src_grid``, or
+            (geometric) a grid is not square or the target is not larger.
     """
     if mode not in RESIZE_MODES:
         raise ValueError(f'resize mode must be one of {RESIZE_MODES}, got {mode!r}')
@@ -156,6 +231,13 @@ def resize_rel_pos_bias_table(table: torch.Tensor,
     if table.shape[0] != sh * sw:
         raise ValueError(f'table has {table.shape[0]} rows, expected {sh * sw} for '
                          f'grid {tuple(src_grid)}')
+    if mode == 'geometric':
+        if sh != sw or dh != dw or dh <= sh:
+            raise ValueError(
+                f'geometric resizing of a relative table needs square grids and a '
+                f'larger target, got {tuple(src_grid)} -> {tuple(dst_grid)}; use '
+                "rel_pos_resize='bicubic' for this model")
+        return _resize_geometric(table, sh, dh)
     heads = table.shape[1]
     img = table.float().t().reshape(1, heads, sh, sw)  # 1, heads, 2Hs-1, 2Ws-1
     img = F.interpolate(img, size=(dh, dw), mode='bicubic', align_corners=False)

@@ -12,19 +12,30 @@ stage*, a plain transformer over one token per unit (stride 16). Masked units ca
 therefore be dropped right after the patch embedding, as MAE does on a plain ViT
 (:meth:`HiViT.forward_units` with ``ids_keep``).
 
-Stages, as addressed by ``out_indices``:
+Stages, as addressed by ``out_indices`` (``stem_taps='mid'``, the default, taps the
+stem as the official detector and segmentor do; ``'end'`` at the ends of the stem
+stages, the features MAE fuses):
 
-====== ======= ======== ==============================================
+====== ======= ======== ===============================================================
 stage  stride  channels what
-====== ======= ======== ==============================================
-0      4       C/4      end of stem stage 0 (before its PatchMerge)
-1      8       C/2      end of stem stage 1 (before its PatchMerge)
+====== ======= ======== ===============================================================
+0      4       C/4      ``'mid'``: after the first half of stem stage 0's blocks;
+                        ``'end'``: end of stem stage 0 (before its PatchMerge)
+1      8       C/2      ``'mid'``: right after the first PatchMerge, before stem stage
+                        1's blocks; ``'end'``: end of stem stage 1
 2      16      C        end of the main stage
 3      32      C        max-pool (k=2, s=2) of stage 2
-====== ======= ======== ==============================================
+====== ======= ======== ===============================================================
 
-The official detector taps its stride-4 map after the second of four stage-0 blocks and
-its stride-8 map right after the first PatchMerge; this module uses ends of stages.
+Dense prediction as the official release (``detection/mmdet/models/backbones/hivit.py``,
+``segmentation/backbone/hivit.py``), each behaviour a named option whose default is the
+release's, the alternative kept: ``stem_taps`` (above); ``window_padding`` (``'zeros'``:
+ViTDet's zero tokens before each windowed block, unmasked, cropped after it;
+``'masked'``: padding masked out of the keys); ``pos_embed_resize`` (``'scale_factor'``:
+the table kept at its pre-training grid and resized at every forward with the release's
+scale factor; ``'size'``: resized to the target size); ``rel_pos_resize``
+(``'geometric'``: the release's spline on a geometric grid of offsets when loading
+tables of another grid; ``'bicubic'``).
 
 The module reads top to bottom: helpers (window partition, unit-major tokens to maps,
 position-table resizing), blocks, the model, the arch table. Geometry shared with
@@ -148,7 +159,8 @@ def _block_runs(depth: int, global_blocks: Sequence[int]
     return tuple(runs)
 
 
-def window_partition(x: torch.Tensor, grid: Tuple[int, int], window: int
+def window_partition(x: torch.Tensor, grid: Tuple[int, int], window: int,
+                     mask_padding: bool = True
                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Cut a token grid into ``window x window`` windows (ViTDet-style, padded).
 
@@ -157,11 +169,12 @@ def window_partition(x: torch.Tensor, grid: Tuple[int, int], window: int
         grid (tuple[int, int]): ``(h, w)``.
         window (int): ``ws``; the grid is zero-padded at the bottom and right to a
             multiple of it.
+        mask_padding (bool): Build the key mask of the padding. Defaults to True.
 
     Returns:
         tuple: ``windows (B*nW, ws*ws, C)`` (windows in raster order per sample) and
         the additive key mask ``(B*nW, 1, 1, ws*ws)`` (``-inf`` on padding), or None
-        when the grid needs no padding.
+        when the grid needs no padding or ``mask_padding`` is False.
     """
     B, _, C = x.shape
     (h, w), ws = grid, window
@@ -170,7 +183,7 @@ def window_partition(x: torch.Tensor, grid: Tuple[int, int], window: int
     x = F.pad(x.reshape(B, h, w, C), (0, 0, 0, pw, 0, ph))  # B, h+ph, w+pw, C
     x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3)  # B, nh, nw, ws, ws, C
     x = x.reshape(B * nh * nw, ws * ws, C)  # B*nW, ws*ws, C
-    if not (ph or pw):
+    if not (ph or pw) or not mask_padding:
         return x, None
     valid = torch.zeros(h + ph, w + pw, dtype=torch.bool, device=x.device)
     valid[:h, :w] = True
@@ -368,7 +381,9 @@ class PatchEmbed(nn.Module):
 
 
 def resize_position_tables(state: Dict[str, torch.Tensor],
-                           grid: Tuple[int, int]) -> Dict[str, torch.Tensor]:
+                           grid: Tuple[int, int],
+                           pos_grid: Optional[Tuple[int, int]] = None,
+                           rel_mode: str = 'geometric') -> Dict[str, torch.Tensor]:
     """Resize the position tables of a HiViT state dict saved for another grid.
 
     The one place where learned tables change size, run on every load (strict
@@ -379,7 +394,11 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
 
     Args:
         state (dict[str, torch.Tensor]): HiViT keys, prefix removed.
-        grid (tuple[int, int]): ``(h, w)`` units of the target model.
+        grid (tuple[int, int]): ``(h, w)`` units of the target model's relative tables.
+        pos_grid (tuple[int, int], optional): ``(h, w)`` of its absolute table.
+            Defaults to ``grid``.
+        rel_mode (str): ``mode`` of ``resize_rel_pos_bias_table``. Defaults to
+            ``'geometric'`` (the official segmentation loader).
 
     Returns:
         dict[str, torch.Tensor]: A new dict, tables resized.
@@ -388,16 +407,17 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
         ValueError: If a saved table is not of a square grid.
     """
     state = dict(state)
+    pos_grid = pos_grid or grid
     pe = state.get('pos_embed')
-    if pe is not None and pe.shape[1] != grid[0] * grid[1]:
+    if pe is not None and pe.shape[1] != pos_grid[0] * pos_grid[1]:
         src = _square_grid(pe.shape[1], 'pos_embed')
-        state['pos_embed'] = resize_pos_embed(pe, src, grid, mode='bicubic',
+        state['pos_embed'] = resize_pos_embed(pe, src, pos_grid, mode='bicubic',
                                               num_extra_tokens=0)  # 1, h*w, C
     size = (2 * grid[0] - 1) * (2 * grid[1] - 1)
     for k, t in state.items():
         if k.endswith('relative_position_bias_table') and t.shape[0] != size:
             side = table_window(t.shape[0], k)
-            state[k] = resize_rel_pos_bias_table(t, (side, side), grid)
+            state[k] = resize_rel_pos_bias_table(t, (side, side), grid, rel_mode)
     return state
 
 
@@ -418,9 +438,15 @@ class HiViT(BaseModule):
             ``stem_mlp_ratio`` (default 3) and ``mlp_ratio`` (default 4).
             Defaults to ``'base'`` (the paper's and the released weights' HiViT-B:
             512 wide, depths ``(2, 2, 20)``, 66.42M parameters with a 1000-class head).
-        img_size (int | tuple[int, int]): Input size the position tables are made for.
-            Other sizes work (multiples of 16); the absolute embedding is then resized
-            bicubically on the fly. Defaults to 224.
+        img_size (int | tuple[int, int]): Input size the position tables are made for
+            (the absolute one unless ``pretrain_img_size`` is given). Other sizes work
+            (multiples of 16); the absolute embedding is then resized on the fly (see
+            ``pos_embed_resize``). Defaults to 224.
+        pretrain_img_size (int | tuple[int, int], optional): Input size the absolute
+            embedding is kept for, when it differs from ``img_size``: the official
+            segmentor keeps the 14x14 table of the 224 fine-tuning and resizes it at
+            every forward, while its relative tables are resized once to the 640
+            grid. Defaults to None (``img_size``).
         in_channels (int): Defaults to 3.
         qkv_bias (bool): Defaults to True.
         drop_rate (float): Dropout after the position embedding and in MLPs.
@@ -435,14 +461,40 @@ class HiViT(BaseModule):
         rel_pos_zero_init (bool): Initialise relative tables to zeros (the official
             fine-tuning, detection and segmentation code) instead of trunc-normal 0.02
             (official supervised training). Defaults to False.
+        rel_pos_resize (str): How relative tables of a checkpoint made for another grid
+            are resized when loaded: ``'geometric'`` (the official segmentation
+            loader: bicubic splines on a geometric grid of source offsets, so that
+            near offsets keep their learned bias; square grids, to a larger one) or
+            ``'bicubic'`` (the table stretched as an image, every offset scaled alike).
+            See :func:`~hivit_mm.models.geometry.resize_rel_pos_bias_table`.
+            Defaults to ``'geometric'``.
+        pos_embed_resize (str): How the absolute table is resized to an input grid
+            ``(h, w)`` other than its own ``(h0, w0)``, at every forward:
+            ``'scale_factor'`` (the official detector and segmentor:
+            ``interpolate(scale_factor=((h + 0.1) / h0, (w + 0.1) / w0),
+            mode='bicubic')``, whose sampling positions follow the scale factor rather
+            than the sizes) or ``'size'`` (bicubic to the target size, mmpretrain's
+            ``resize_pos_embed``). Defaults to ``'scale_factor'``.
         window_size (int, optional): ViTDet-style window attention (in main-stage
             tokens) for the main blocks not listed in ``global_blocks``; the grid is
-            padded to a multiple of it and padding is masked. Defaults to None (global
-            attention everywhere).
+            padded to a multiple of it (see ``window_padding``). Defaults to None
+            (global attention everywhere).
+        window_padding (str): ``'zeros'`` (the official detector, as ViTDet: before
+            each windowed block the grid is padded with zero tokens, which take part in
+            attention as keys (as their LayerNorm bias), and the block's output is
+            cropped back) or ``'masked'`` (padded once per run of windowed blocks and
+            masked out of the keys, so the output does not depend on the padding).
+            Defaults to ``'zeros'``.
         global_blocks (Sequence[int], optional): Main blocks that keep global attention
             when ``window_size`` is set. Defaults to :func:`quarter_global_blocks`.
         out_indices (int | Sequence[int]): Stages to output (see the module docstring);
             negative values count from 4. Defaults to ``(2, )``.
+        stem_taps (str): Where stages 0 and 1 are tapped: ``'mid'`` (the official
+            detector and segmentor, ``out_indices=['H', 'M', ...]``: stage 0 after the
+            first half of stem stage 0's blocks, stage 1 right after the first
+            PatchMerge; the release computes these places as block ``d0 - 1`` and
+            ``d0 + d1`` of its flat list, which they are for its archs, ``d0 == d1``)
+            or ``'end'`` (the ends of the stem stages). Defaults to ``'mid'``.
         out_norm (bool): LayerNorm (eps 1e-6) on each output, as the official detector.
             Defaults to False.
         norm_eps (float): LayerNorm eps. Defaults to 1e-6 (official).
@@ -468,6 +520,13 @@ class HiViT(BaseModule):
         'large': dict(embed_dims=768, depths=(2, 2, 40), num_heads=12),  # 290.71M 63.98G
     }
     num_stages = 4
+    # Values of the options that choose between the release's behaviour (first) and
+    # an alternative.
+    options: Dict[str, Tuple[str, ...]] = dict(
+        rel_pos_resize=('geometric', 'bicubic'),
+        pos_embed_resize=('scale_factor', 'size'),
+        window_padding=('zeros', 'masked'),
+        stem_taps=('mid', 'end'))
     # Parts a checkpoint may lack as a whole (its model had none): they keep their init
     # (read by hivit_mm.models.loading).
     optional_keys: Tuple[str, ...] = ('relative_position_bias_table', 'out_norms.')
@@ -475,6 +534,7 @@ class HiViT(BaseModule):
     def __init__(self,
                  arch: Union[str, dict] = 'base',
                  img_size: Union[int, Tuple[int, int]] = 224,
+                 pretrain_img_size: Optional[Union[int, Tuple[int, int]]] = None,
                  in_channels: int = 3,
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
@@ -483,9 +543,13 @@ class HiViT(BaseModule):
                  use_abs_pos_embed: bool = True,
                  use_rel_pos_bias: bool = False,
                  rel_pos_zero_init: bool = False,
+                 rel_pos_resize: str = 'geometric',
+                 pos_embed_resize: str = 'scale_factor',
                  window_size: Optional[int] = None,
+                 window_padding: str = 'zeros',
                  global_blocks: Optional[Sequence[int]] = None,
                  out_indices: Union[int, Sequence[int]] = (2, ),
+                 stem_taps: str = 'mid',
                  out_norm: bool = False,
                  norm_eps: float = 1e-6,
                  frozen_stages: int = -1,
@@ -497,6 +561,19 @@ class HiViT(BaseModule):
         self.depths = tuple(self.arch['depths'])
         self.num_heads = self.arch['num_heads']
         self.grid = unit_grid(img_size, UNIT_SIZE, 'img_size')
+        self.pos_grid = self.grid if pretrain_img_size is None else unit_grid(
+            pretrain_img_size, UNIT_SIZE, 'pretrain_img_size')
+        for name, value in (('rel_pos_resize', rel_pos_resize),
+                            ('pos_embed_resize', pos_embed_resize),
+                            ('window_padding', window_padding),
+                            ('stem_taps', stem_taps)):
+            if value not in self.options[name]:
+                raise ValueError(f'{name} must be one of {self.options[name]}, got '
+                                 f'{value!r}')
+        self.rel_pos_resize = rel_pos_resize
+        self.pos_embed_resize = pos_embed_resize
+        self.window_padding = window_padding
+        self.stem_taps = stem_taps
         self.out_indices = normalize_out_indices(out_indices, self.num_stages)
         self.channels = (dim // 4, dim // 2, dim, dim)
         self.strides = (4, 8, 16, 32)
@@ -517,7 +594,7 @@ class HiViT(BaseModule):
             StemStage(self.channels[s], stem_depths[s], self.arch['stem_mlp_ratio'],
                       drop_rate, dpr[sum(stem_depths[:s]):], norm_eps) for s in (0, 1))
         self.pos_embed = nn.Parameter(torch.zeros(
-            1, self.grid[0] * self.grid[1], dim)) if use_abs_pos_embed else None
+            1, self.pos_grid[0] * self.pos_grid[1], dim)) if use_abs_pos_embed else None
         self.pos_drop = nn.Dropout(drop_rate)
         rel_table_size = ((2 * self.grid[0] - 1) *
                           (2 * self.grid[1] - 1)) if use_rel_pos_bias else 0
@@ -573,9 +650,11 @@ class HiViT(BaseModule):
 
     def resize_position_tables(self, state: Dict[str, torch.Tensor]
                                ) -> Dict[str, torch.Tensor]:
-        """:func:`resize_position_tables` to this model's grid (used by strict loading,
-        :mod:`hivit_mm.models.loading`, and the ``load_state_dict`` pre-hook)."""
-        return resize_position_tables(state, self.grid)
+        """:func:`resize_position_tables` to this model's grids, with its
+        ``rel_pos_resize`` (used by strict loading, :mod:`hivit_mm.models.loading`, and
+        the ``load_state_dict`` pre-hook)."""
+        return resize_position_tables(state, self.grid, self.pos_grid,
+                                      self.rel_pos_resize)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
@@ -611,31 +690,65 @@ class HiViT(BaseModule):
         self._freeze_stages()
         return self
 
-    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+    def get_layer_depth(self, param_name: str, prefix: str = '',
+                        numbering: str = 'stem_as_one') -> Tuple[int, int]:
         """Layer id of a parameter for layer-wise learning-rate decay.
 
-        Convention (the official detection/segmentation one): the patch embedding,
-        position embedding and the whole stem (stages 0 and 1, PatchMerges included)
-        are layer 0; main-stage block ``k`` is layer ``k + 1``; everything else (output
-        norms, and any parameter outside the backbone, i.e. not starting with
-        ``prefix``) is the last layer, ``num_layers - 1``, with
-        ``num_layers = main depth + 2``.
+        Two numberings, both the release's:
+
+        * ``'stem_as_one'`` (its detection and segmentation constructors,
+          ``detection/mmcv_custom/hivit_layer_decay_optimizer_constructor.py``): the
+          patch embedding, position embedding and the whole stem (stages 0 and 1,
+          PatchMerges included) are layer 0; main-stage block ``k`` is layer ``k + 1``;
+          ``num_layers = main depth + 2``.
+        * ``'per_block'`` (its ImageNet fine-tuning, ``self_supervised/util/
+          lr_decay.py``): the patch and position embeddings are layer 0; every stem
+          MLP block is a layer of its own (stem stage 0 block ``j``: ``1 + j``; stem
+          stage 1 block ``j``: ``1 + n0 + j``, with ``n0 = 2 * depths[0]`` blocks in
+          stage 0); a PatchMerge shares the id of the block before it; main block ``k``
+          is layer ``1 + n0 + n1 + k``; ``num_layers = n0 + n1 + main depth + 2``
+          (HiViT-B: 30, so the embeddings train at ``rate ** 29``).
+
+        In both, everything else (output norms, and any parameter outside the
+        backbone, i.e. not starting with ``prefix``) is the last layer,
+        ``num_layers - 1``.
 
         Args:
-            param_name (str): Parameter name, e.g. ``'backbone.blocks.3.attn.qkv.weight'``.
+            param_name (str): Parameter name, e.g.
+                ``'backbone.blocks.3.attn.qkv.weight'``.
             prefix (str): Prefix of backbone parameters. Defaults to ``''``.
+            numbering (str): ``'stem_as_one'`` or ``'per_block'``. Defaults to
+                ``'stem_as_one'``.
 
         Returns:
             tuple[int, int]: ``(layer_id, num_layers)``.
+
+        Raises:
+            ValueError: For an unknown ``numbering``.
         """
-        num_layers = self.depths[2] + 2
+        if numbering not in ('stem_as_one', 'per_block'):
+            raise ValueError(f"numbering must be 'stem_as_one' or 'per_block', got "
+                             f'{numbering!r}')
+        per_block = numbering == 'per_block'
+        stem_blocks = [len(stage.blocks) for stage in self.stem] if per_block else [0, 0]
+        first_main = 1 + sum(stem_blocks)  # layer id of main block 0
+        num_layers = first_main + self.depths[2] + 1
         if not param_name.startswith(prefix):
             return num_layers - 1, num_layers
         name = param_name[len(prefix):]
-        if name.startswith(('patch_embed.', 'stem.')) or name == 'pos_embed':
+        parts = name.split('.')
+        if name.startswith('patch_embed.') or name == 'pos_embed':
             return 0, num_layers
+        if name.startswith('stem.'):
+            if not per_block:
+                return 0, num_layers
+            stage = int(parts[1])
+            first = 1 + sum(stem_blocks[:stage])  # layer id of the stage's block 0
+            if parts[2] == 'blocks':
+                return first + int(parts[3]), num_layers
+            return first + stem_blocks[stage] - 1, num_layers  # the downsample
         if name.startswith('blocks.'):
-            return int(name.split('.')[1]) + 1, num_layers
+            return first_main + int(parts[1]), num_layers
         return num_layers - 1, num_layers
 
     # -- forward ------------------------------------------------------------
@@ -645,9 +758,19 @@ class HiViT(BaseModule):
         return blk(*args)
 
     def _pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """``(1, H*W, C)`` absolute embedding for a grid (resized when it differs)."""
-        return resize_pos_embed(self.pos_embed, self.grid, grid, mode='bicubic',
-                                num_extra_tokens=0)
+        """``(1, h*w, C)`` absolute embedding for a grid: the table itself on its own
+        grid, else resized as ``pos_embed_resize`` says."""
+        if grid == self.pos_grid:
+            return self.pos_embed
+        if self.pos_embed_resize == 'size':
+            return resize_pos_embed(self.pos_embed, self.pos_grid, grid, mode='bicubic',
+                                    num_extra_tokens=0)
+        (h0, w0), (h, w) = self.pos_grid, grid
+        table = self.pos_embed.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)  # 1, C, h0, w0
+        # the release's "+ 0.1" keeps floor(h0 * factor) at h despite rounding
+        table = F.interpolate(table, scale_factor=((h + 0.1) / h0, (w + 0.1) / w0),
+                              mode='bicubic')  # 1, C, h, w
+        return table.permute(0, 2, 3, 1).reshape(1, h * w, -1)  # 1, h*w, C
 
     def _rel_index_for(self, grid: Tuple[int, int]) -> torch.Tensor:
         """``(N, N)`` relative index for a grid, into tables of ``self.grid``.
@@ -673,7 +796,8 @@ class HiViT(BaseModule):
 
     def forward_units(self,
                       x: torch.Tensor,
-                      ids_keep: Optional[torch.Tensor] = None
+                      ids_keep: Optional[torch.Tensor] = None,
+                      stem_taps: str = 'end'
                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the network on (optionally a subset of) units; unit-major tokens.
 
@@ -684,6 +808,10 @@ class HiViT(BaseModule):
                 are dropped right after the patch embedding; the absolute embedding and
                 the relative index are gathered to match. Requires global attention.
                 Defaults to None (all units, in order).
+            stem_taps (str): Where the two stem outputs are taken, ``'end'`` or
+                ``'mid'`` (see ``HiViT``'s argument). Defaults to ``'end'`` (the stem
+                features MAE's ``fuse_stem_features`` concatenates, as the release's
+                ``hifeat``).
 
         Returns:
             tuple[torch.Tensor, torch.Tensor, torch.Tensor]: Stage outputs per kept
@@ -697,11 +825,18 @@ class HiViT(BaseModule):
                                  'build the model with window_size=None')
             x = torch.gather(x, 1, ids_keep[:, :, None, None, None].expand(
                 -1, -1, *x.shape[2:]))  # B, L, 4, 4, C/4
+        # index of the stem block each stage's output is taken before (its length:
+        # the end of the stage)
+        taps = ((len(self.stem[0].blocks) // 2, 0) if stem_taps == 'mid' else
+                (len(self.stem[0].blocks), len(self.stem[1].blocks)))
         outs = []
-        for stage in self.stem:
-            for blk in stage.blocks:
+        for stage, tap in zip(self.stem, taps):
+            for j, blk in enumerate(stage.blocks):
+                if j == tap:
+                    outs.append(x)
                 x = self._run_block(blk, x)
-            outs.append(x)
+            if tap == len(stage.blocks):
+                outs.append(x)
             x = stage.downsample(x)  # B, L, h/2, w/2, 2C
         x = x.flatten(1, 3)  # B, L, C
         if self.pos_embed is not None:
@@ -733,7 +868,15 @@ class HiViT(BaseModule):
 
     def _windowed_run(self, x: torch.Tensor, grid: Tuple[int, int], start: int,
                       stop: int) -> torch.Tensor:
-        """Blocks ``start:stop`` with attention inside ``window_size`` windows."""
+        """Blocks ``start:stop`` with attention inside ``window_size`` windows, padded
+        as ``window_padding`` says."""
+        if self.window_padding == 'zeros':  # per block: zero tokens, unmasked, cropped
+            for blk in self.blocks[start:stop]:
+                windows, _ = window_partition(x, grid, self.window_size,
+                                              mask_padding=False)  # B*nW, ws*ws, C
+                windows = self._run_block(blk, windows, self.win_rel_pos_index)
+                x = window_merge(windows, x.shape[0], grid, self.window_size)  # B, hw, C
+            return x
         windows, key_mask = window_partition(x, grid, self.window_size)
         for blk in self.blocks[start:stop]:
             windows = self._run_block(blk, windows, self.win_rel_pos_index, key_mask)
@@ -750,7 +893,7 @@ class HiViT(BaseModule):
             2 ``(B, C, H/16, W/16)``, 3 ``(B, C, H/32, W/32)``.
         """
         grid = unit_grid(x.shape[-2:], UNIT_SIZE)
-        units = self.forward_units(x)
+        units = self.forward_units(x, stem_taps=self.stem_taps)
         maps = {  # only the stages asked for (the pooled stage needs the main one)
             i: units_to_map(units[i], grid)
             for i in {MAIN_STAGE if i == POOLED_STAGE else i for i in self.out_indices}

@@ -45,8 +45,14 @@ class MaskedHiViT(HiViT):
         fuse_stem_features (bool): Concatenate, per kept unit, its 4x4 stage-0 tokens,
             2x2 stage-1 tokens and main token (``4C + 2C + C = 7C`` channels) before the
             final LayerNorm, as the official base recipe (``hifeat``). Defaults to False.
-        **Other arguments: those of :class:`HiViT` (``arch``, ``img_size``, ...). The
-            absolute embedding is a frozen 2-D sin-cos table.
+        freeze_pos_embed (bool): Keep the 2-D sin-cos absolute embedding fixed, as
+            MAE's ViT (and mmpretrain) do. The official HiViT release trains it:
+            ``nn.Parameter(torch.zeros(..., requires_grad=False))`` puts the flag on
+            the inner tensor, which ``nn.Parameter`` (``requires_grad=True`` by
+            default) overrides, so the table starts as sin-cos and is trained (and
+            weight-decayed by its optimizer rule); the official-recipe configs set
+            False. Defaults to True.
+        **Other arguments: those of :class:`HiViT` (``arch``, ``img_size``, ...).
     """
     # Keys this class adds to HiViT's state dict; a checkpoint of it still loads into a
     # plain HiViT, these being dropped (read by hivit_mm.models.loading).
@@ -57,6 +63,7 @@ class MaskedHiViT(HiViT):
                  img_size: int = 224,
                  mask_ratio: float = 0.75,
                  fuse_stem_features: bool = False,
+                 freeze_pos_embed: bool = True,
                  in_channels: int = 3,
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
@@ -85,7 +92,7 @@ class MaskedHiViT(HiViT):
             init_cfg=init_cfg)
         self.mask_ratio = check_mask_ratio(mask_ratio)
         self.fuse_stem_features = fuse_stem_features
-        self.pos_embed = nn.Parameter(self.pos_embed.detach(), requires_grad=False)
+        self.pos_embed.requires_grad_(not freeze_pos_embed)
         self.out_channels = 7 * self.embed_dims if fuse_stem_features else self.embed_dims
         self.norm = nn.LayerNorm(self.out_channels, eps=norm_eps)
 

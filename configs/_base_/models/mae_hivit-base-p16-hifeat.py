@@ -1,5 +1,7 @@
 # HiViT-B MAE as the official release trains it (papers.md §1.5): encoder [2, 2, 20],
-# 512 wide, 8 heads, no relative bias, fixed sin-cos absolute embedding, stem features
+# 512 wide, 8 heads, no relative bias, a sin-cos absolute embedding that is trained (the
+# release's requires_grad=False sits on the tensor inside nn.Parameter, which ignores
+# it; freeze_pos_embed=True keeps MAE's fixed table), stem features
 # fused into the decoder input ("hifeat": 4x4 stage-0 + 2x2 stage-1 + main token =
 # 7 * 512 channels, then LN), decoder 512-d x 6 blocks x 16 heads, normalised-pixel L2
 # loss on masked units. Algorithm, head, loss and preprocessor are mmpretrain's.
@@ -18,7 +20,8 @@ model = dict(
         arch='base',
         img_size=224,
         mask_ratio=0.75,
-        fuse_stem_features=True),
+        fuse_stem_features=True,
+        freeze_pos_embed=False),
     neck=dict(
         type='hivit_mm.ClsFreeMAEDecoder',
         num_patches=196,

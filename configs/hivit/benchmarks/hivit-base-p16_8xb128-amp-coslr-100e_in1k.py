@@ -5,7 +5,10 @@
 # The official recipe (zhangxiaosong18/hivit, self_supervised/main_finetune.py and
 # get_started.md; 84.6 top-1 from the 1600-epoch MAE model): AdamW lr 2e-3 @ 1024
 # (blr 5e-4), betas (0.9, 0.999), wd 0.05 except norms/biases/position tables, layer-wise
-# lr decay 0.85, 5 warmup epochs, per-iteration cosine to 1e-6 (x each layer's scale),
+# lr decay 0.85 numbered as the release's util/lr_decay.py (every stem MLP block is a
+# layer, a PatchMerge shares the id of the block before it: embeddings at 0.85**29,
+# main block k at 0.85**(20 - k), the head at 1), 5 warmup epochs, per-iteration
+# cosine to 1e-6 (x each layer's scale),
 # no gradient clipping, drop path 0.2, relative position bias on and zero-initialised
 # (the pre-trained encoder has none), head trunc-normal std 2e-5; augmentation as the
 # supervised recipe (RandAugment m9-mstd0.5-inc1, random erasing 0.25, Mixup 0.8,
@@ -36,13 +39,15 @@ model = dict(
     head=dict(init_cfg=dict(type='TruncNormal', layer='Linear', std=2e-5, bias=0.)))
 
 # schedule: layer-wise lr decay; the depth of every parameter comes from the backbone
-# (HiViT.get_layer_depth), so no layer count is repeated here
+# (HiViT.get_layer_depth with the fine-tuning's per-block numbering), so no layer count
+# is repeated here
 optim_wrapper = dict(
     type='AmpOptimWrapper',  # loss_scale 'dynamic' by default
     optimizer=dict(
         type='AdamW', lr=2e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(_delete_=True, layer_decay_rate=0.85),
+    paramwise_cfg=dict(
+        _delete_=True, layer_decay_rate=0.85, layer_numbering='per_block'),
     clip_grad=None)
 param_scheduler = [
     dict(
