@@ -765,7 +765,7 @@ class HiViT(BaseModule):
         if self.pos_embed_resize == 'size':
             return resize_pos_embed(self.pos_embed, self.pos_grid, grid, mode='bicubic',
                                     num_extra_tokens=0)
-        (h0, w0), (h, w) = self.pos_grid, grid
+        (h0, w0), (h, w) = self.pos_grid, (int(grid[0]), int(grid[1]))  # ints if traced
         table = self.pos_embed.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)  # 1, C, h0, w0
         # the release's "+ 0.1" keeps floor(h0 * factor) at h despite rounding
         table = F.interpolate(table, scale_factor=((h + 0.1) / h0, (w + 0.1) / w0),

@@ -14,7 +14,7 @@ Models, all at the same batch and 224 px, built through mmpretrain's registry:
   ``[2, 2, 20]``, stem features fused into the decoder input).
 * ``hivit-mae-nofuse``: the same without stem fusion (decoder input 512-d).
 * ``mmpretrain-maehivit``: mmpretrain ``MAEHiViT`` from its config
-  ``mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py``, arch overridden to
+  ``mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k.py``, arch overridden to
   ``[2, 2, 20]`` (mmpretrain's ``'base'`` is ``[2, 2, 24]``).
 * ``mmpretrain-maehivit-b24``: the same config as shipped, with mmpretrain's own
   ``arch='base'`` (``[2, 2, 24]``, 79M; the project's stated baseline). With ``--tiny``
@@ -87,7 +87,7 @@ IMG_SIZE, TINY_IMG_SIZE = 224, 64
 OUR_CONFIG = osp.join(REPO, 'configs', '_base_', 'models',
                       'mae_hivit-base-p16-hifeat.py')
 MMPRETRAIN_CONFIGS = {
-    'maehivit': 'mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py',
+    'maehivit': 'mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k.py',
     'maevit': 'mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
     'simmim': 'simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py',
 }
