@@ -291,7 +291,8 @@ def test_large_finetune_recipe():
     assert cfg.model.head.init_cfg == base.model.head.init_cfg
     ow = cfg.optim_wrapper
     assert ow.optimizer.lr == 1e-3 * 1024 / 256
-    assert ow.paramwise_cfg == dict(layer_decay_rate=0.75)
+    # the B recipe's per-block numbering (every stem block a layer), at the L rate
+    assert ow.paramwise_cfg == dict(layer_decay_rate=0.75, layer_numbering='per_block')
     assert {k: v for k, v in ow.optimizer.items() if k != 'lr'} == {
         k: v for k, v in base.optim_wrapper.optimizer.items() if k != 'lr'}
     warmup, cosine = cfg.param_scheduler

@@ -4,8 +4,9 @@
 # batch 1024 (8 GPUs x 128), mixed precision.
 #
 # No official HiViT-L fine-tuning recipe exists. This is the HiViT-B recipe this file
-# inherits (augmentation, AdamW, relative position bias zero-initialised, 5 warmup
-# epochs, per-iteration cosine) with the MAE paper's settings for its large model
+# inherits (augmentation, AdamW, relative position bias zero-initialised, layer decay
+# numbered per block as the release's fine-tuning, 5 warmup epochs, per-iteration
+# cosine) with the MAE paper's settings for its large model
 # (He et al., arXiv 2111.06377, appendix A.1): 50 epochs, base lr 1e-3 per 256 images
 # (4e-3 at 1024), layer-wise lr decay 0.75, drop path 0.2.
 #
