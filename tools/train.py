@@ -21,9 +21,11 @@ import os
 import os.path as osp
 from typing import List, Optional
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -229,6 +231,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     apply_compat_fixes()  # idempotent; `import hivit_mm` applies it as well
     setup_cpu_distributed(cfg, args.launcher)
+    # mmengine's `compile` compiles `model.train_step`, optimiser step included, where
+    # Dynamo fails on the optimiser's param groups (torch 2.13, mmengine 0.10.7): compile
+    # the model's forward instead, with the same options (its backward comes with it).
+    compile_cfg = cfg.pop('compile', None)
 
     # build the runner from config
     if 'runner_type' not in cfg:
@@ -236,6 +242,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     else:
         # build customized runner from the registry if 'runner_type' is set
         runner = RUNNERS.build(cfg)
+    if compile_cfg:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model.forward = torch.compile(
+            model.forward, **({} if compile_cfg is True else compile_cfg))
+        print_log('The model forward is compiled: the first steps are slow.',
+                  logger='current')
 
     runner.train()
 

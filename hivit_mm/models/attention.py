@@ -30,20 +30,22 @@ attention of a step uses.
 
 The CPU crossover (:data:`CPU_MATH_MAX_LEN`) was measured with forward + backward
 microbenchmarks on 2 threads of an AMD EPYC with AVX-512 BF16, the two paths timed
-alternately on the same inputs (the machine was shared, so ratios within ~10% are
-noise). Ratios SDPA time / math time, batch 8 (1-2 at the longer lengths):
+alternately on the same inputs, a shared and loaded machine (ratios within ~10% are
+noise). SDPA time / math time, batch 8 (2 at 392 keys, 1 at 784), head dims 32-64;
+"bias" covers a shared ``(heads, N, N)`` and a per-sample ``(B, heads, N, N)`` bias
+gathered from a table, as HiViT and GreenSwin make them:
 
-================  =====  ======  ======  ======  ======
-key length N        49    98     196     392     784
-================  =====  ======  ======  ======  ======
-fp32, no bias      0.81   0.79   0.54    0.58    0.74
-fp32, bias         1.04   1.08   0.95    0.86    0.76
-bf16, no bias      7.1    4.0    1.6     1.8     1.1
-bf16, bias         1.2    1.5    1.6     1.5     1.5-2.1
-================  =====  ======  ======  ======  ======
+================  ==========  ==========  ==========  ==========  ==========
+key length N          49          98         196         392         784
+================  ==========  ==========  ==========  ==========  ==========
+fp32, no bias        0.81        0.79      0.54-1.01      0.58        0.74
+fp32, bias         1.04-1.06   1.08-1.11   0.95-1.29   0.86-1.05   0.76-1.06
+bf16, no bias        7.1         4.0       1.6-1.9        1.8         1.1
+bf16, bias         1.20-1.21   1.45-1.61   1.59-1.93   1.46-1.57   1.48-2.07
+================  ==========  ==========  ==========  ==========  ==========
 
-(bf16 with a bias stayed 2x in favour of math up to 3136 tokens, without one both paths
-were even from 1568 tokens.) The math path also stores the ``(..., N, N)`` attention
+In bf16 with a bias the math path stayed about 2x faster up to 3136 keys; without one
+the two were even from 1568 keys. The math path stores the ``(..., L, S)`` attention
 probabilities for the backward pass, which bounds its length.
 """
 from typing import Dict, Optional, Tuple
@@ -103,8 +105,9 @@ def attention(q: torch.Tensor,
         v (torch.Tensor): ``(..., S, d_v)`` values.
         bias (torch.Tensor, optional): Float tensor broadcastable to ``(..., L, S)``,
             added to the scaled scores: relative position bias, ``-inf`` for keys a
-            query must not see. Cast to ``q.dtype`` (bf16 under autocast). A query row
-            that sees no key at all gives NaN, as in SDPA's math kernel.
+            query must not see. Cast to ``q.dtype`` (bf16 under autocast). Every query
+            must see at least one key: a fully masked row gives NaN on the math path
+            (SDPA's CPU kernel gives zeros).
         dropout_p (float): Dropout probability on the attention probabilities; pass
             0 outside training. Defaults to 0.
         scale (float, optional): Defaults to ``d ** -0.5``.

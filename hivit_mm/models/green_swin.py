@@ -70,6 +70,7 @@ from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from mmpretrain.models.utils.attention import WindowMSA
 
 from hivit_mm.registry import MODELS
+from .attention import attention
 from .geometry import (check_mask_ratio, normalize_out_indices, random_unit_masking,
                        relative_index, select_arch, unit_grid, use_masking)
 from .grouping import GroupPlan, plan_groups
@@ -267,11 +268,8 @@ def window_attention(w_msa: WindowMSA, x: torch.Tensor,
         qkv = qkv.reshape(3, batch, groups * heads, size, -1)  # 3, B', G*h, g, C/h
         q, k, v = qkv.unbind(0)
         bias = bias.view(1, groups * heads, size, size)  # 1, G*h, g, g
-    x = F.scaled_dot_product_attention(
-        q, k, v,
-        attn_mask=bias,
-        dropout_p=w_msa.attn_drop.p if w_msa.training else 0.,
-        scale=w_msa.scale)
+    x = attention(q, k, v, bias, dropout_p=w_msa.attn_drop.p if w_msa.training else 0.,
+                  scale=w_msa.scale)
     x = x.view(batch, groups, heads, size, -1).transpose(2, 3)  # B', G, g, h, C/h
     x = x.reshape(batch, groups * size, C)  # B', G*g, C
     if layout.scatter is not None:
@@ -413,6 +411,7 @@ class GreenSwin(SwinTransformer):
         self._dense_layouts = {}  # (grid, device, attn_mode) -> layouts; not state
 
     # -- masking and planning (host) ------------------------------------------
+    @torch.compiler.disable
     def _plan_layouts(self, ids_keep: np.ndarray, grid: Tuple[int, int],
                       device: torch.device) -> Tuple[torch.Tensor, list]:
         """Layouts of every stage and shift for kept units ``ids_keep (P, K)``.
@@ -567,15 +566,23 @@ class GreenSwin(SwinTransformer):
             raise ValueError(f'the masked forward needs norm{last}: add {last} to '
                              f'out_indices {self.out_indices}')
         B, grid = x.shape[0], unit_grid(x.shape[-2:], self.unit_size)
-        ids_keep, unit_mask, ids_restore = random_unit_masking(
-            1 if self.shared_mask else B, grid[0] * grid[1], self.mask_ratio)  # host
-        ids_dev, layouts = self._plan_layouts(ids_keep.numpy(), grid, x.device)
+        ids_dev, layouts, unit_mask, ids_restore = self._mask_and_plan(B, grid, x.device)
         latent = self._encode(x, ids_dev.expand(B, -1), layouts)[-1]  # B, K, C_last
-        unit_mask, ids_restore = _to_device(
-            [unit_mask.long().numpy(), ids_restore.numpy()], x.device)
-        repeat = B // ids_keep.shape[0]
+        repeat = B // ids_dev.shape[0]
         return (getattr(self, f'norm{last}')(latent), unit_mask.float().repeat(repeat, 1),
                 ids_restore.repeat(repeat, 1))
+
+    @torch.compiler.disable
+    def _mask_and_plan(self, batch: int, grid: Tuple[int, int], device: torch.device):
+        """Masks (one, or one per sample) and the layouts of every stage, made on the
+        host and moved in one copy; never traced by ``torch.compile``, whose graph
+        then holds the encoder alone."""
+        ids_keep, unit_mask, ids_restore = random_unit_masking(
+            1 if self.shared_mask else batch, grid[0] * grid[1], self.mask_ratio)
+        ids_dev, layouts = self._plan_layouts(ids_keep.numpy(), grid, device)
+        unit_mask, ids_restore = _to_device(
+            [unit_mask.long().numpy(), ids_restore.numpy()], device)
+        return ids_dev, layouts, unit_mask, ids_restore
 
     def _forward_dense(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Every unit kept; NCHW stage outputs as ``SwinTransformer``."""

@@ -56,6 +56,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.utils import LayerNorm2d, resize_pos_embed
 
 from hivit_mm.registry import MODELS
+from .attention import attention
 from .geometry import (normalize_out_indices, relative_position_index,
                        resize_rel_pos_bias_table, select_arch, table_window,
                        unit_grid)
@@ -285,7 +286,7 @@ class StemStage(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention``.
+    """Multi-head self-attention (:func:`~hivit_mm.models.attention.attention`).
 
     The relative position bias, when the block has a table, is looked up with an index
     given by the caller and added as a float mask.
@@ -328,11 +329,8 @@ class Attention(nn.Module):
             bias = self.relative_position_bias_table[rel_index]  # [B,] N, N, heads
             bias = bias.movedim(-1, -3)  # [B,] heads, N, N
             mask = bias if mask is None else bias + mask
-        if mask is not None:  # SDPA wants the query's dtype (bf16/fp16 under autocast)
-            mask = mask.to(q.dtype)
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask,
-            dropout_p=self.attn_drop if self.training else 0.)  # B, heads, N, C/heads
+        x = attention(q, k, v, mask, dropout_p=self.attn_drop if self.training else
+                      0.)  # B, heads, N, C/heads
         x = x.transpose(1, 2).reshape(B, N, C)  # B, N, C
         return self.proj_drop(self.proj(x))
 

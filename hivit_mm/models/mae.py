@@ -26,6 +26,7 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 
 from hivit_mm.registry import MODELS
+from .attention import attention
 from .geometry import check_mask_ratio, random_unit_masking, unit_grid, use_masking
 from .hivit import UNIT_SIZE, HiViT
 
@@ -140,7 +141,8 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
 
     Same modules, names and initialisation as mmpretrain's ``MAEPretrainDecoder``
     (``decoder_embed``, ``mask_token``, ``decoder_blocks``, ``ln1``, ``decoder_pred``),
-    except that the fixed sin-cos ``decoder_pos_embed`` has no class-token slot.
+    except that the fixed sin-cos ``decoder_pos_embed`` has no class-token slot, and
+    that attention runs through :func:`~hivit_mm.models.attention.attention`.
 
     Args:
         num_patches (int): Units per image ``L`` (a square grid). Defaults to 196.
@@ -179,6 +181,9 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
             init_cfg=init_cfg)
         self.decoder_pos_embed = nn.Parameter(
             torch.zeros(1, num_patches, decoder_embed_dim), requires_grad=False)
+        for block in self.decoder_blocks:  # mmpretrain's MultiheadAttention calls the
+            # kernel it holds in this attribute (SDPA); give it ours, same signature
+            block.attn.scaled_dot_product_attention = attention
 
     def init_weights(self) -> None:
         """Sin-cos embedding without a class-token slot; mask token N(0, 0.02)."""
