@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmengine.runner import save_checkpoint
 
 from conftest import HIVIT_TINY
-from hivit_mm.models import HiViT
+from hivit_mm.models import HiViT, attention
 from hivit_mm.models.geometry import relative_position_index, resize_rel_pos_bias_table
 from hivit_mm.models.hivit import quarter_global_blocks
 from hivit_mm.models.loading import load_backbone_weights
@@ -390,6 +390,8 @@ def test_attention_masks_follow_the_autocast_dtype(monkeypatch):
         return sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, 'scaled_dot_product_attention', spy)
+    for key in attention.CPU_MATH_MAX_LEN:  # SDPA on every length, as on a GPU
+        monkeypatch.setitem(attention.CPU_MATH_MAX_LEN, key, -1)
     model = tiny(img_size=48, window_size=2, global_blocks=(1, ), use_rel_pos_bias=True)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = model(torch.randn(1, 3, 48, 48))[0]
