@@ -8,7 +8,8 @@ from hivit_mm.models import attention as attn_mod
 from hivit_mm.models.attention import attention, use_math_path
 
 PATHS = {'math': 10**9, 'sdpa': -1}  # CPU_MATH_MAX_LEN value forcing each path
-TOL = {torch.float32: dict(atol=2e-5, rtol=1e-4), torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
+TOL = {torch.float32: dict(atol=2e-5, rtol=1e-4),
+       torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
 
 
 def reference(q, k, v, bias=None, scale=None):

@@ -17,7 +17,8 @@ REPO_DATA = 'tests/data/'
 
 def _force(monkeypatch, path: str) -> None:
     for key in attn_mod.CPU_MATH_MAX_LEN:
-        monkeypatch.setitem(attn_mod.CPU_MATH_MAX_LEN, key, 10**9 if path == 'math' else -1)
+        monkeypatch.setitem(attn_mod.CPU_MATH_MAX_LEN, key,
+                            10**9 if path == 'math' else -1)
 
 
 def _hivit_dense():
@@ -69,7 +70,8 @@ def test_every_attention_uses_the_function(monkeypatch, name, dtype):
         model, loss_fn = MODELS_UNDER_TEST[name]()
         model.train()
         with torch.profiler.profile() as prof:
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype != torch.float32):
+            with torch.autocast('cpu', dtype=torch.bfloat16,
+                                enabled=dtype != torch.float32):
                 loss = loss_fn(model)
             loss.backward()
         sdpa_ops = [e.key for e in prof.key_averages() if 'scaled_dot_product' in e.key]

@@ -30,7 +30,8 @@ DEVICES = [
 
 def _run(script: Path, *args: str) -> str:
     env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO), env.get('PYTHONPATH')) if p)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (str(REPO), env.get('PYTHONPATH')) if p)
     proc = subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=TIMEOUT)
@@ -67,9 +68,11 @@ def test_benchmark_backbone_both_dtypes(tmp_path, device):
     out_json = tmp_path / 'backbone.json'
     out = _run(BACKBONE, '--tiny', '--device', device, '--json', str(out_json))
     assert [r[:2] for r in _table_rows(out)] == [
-        ['ours', 'fp32'], ['ours', 'bf16'], ['mmpretrain', 'fp32'], ['mmpretrain', 'bf16']]
+        ['ours', 'fp32'], ['ours', 'bf16'], ['mmpretrain', 'fp32'],
+        ['mmpretrain', 'bf16']]
     doc = json.loads(out_json.read_text())
-    assert doc['arch'] == 'smoke' and doc['rpe'] is True and doc['dtypes'] == ['fp32', 'bf16']
+    assert doc['arch'] == 'smoke' and doc['rpe'] is True
+    assert doc['dtypes'] == ['fp32', 'bf16']
     assert doc['batch_size'] == 2 and doc['img_size'] == 64 and doc['iters'] == 1
     assert doc['env']['device'].startswith(device)
     for r in doc['results']:
@@ -129,7 +132,8 @@ def test_benchmark_pretrain_both_dtypes(tmp_path):
         ('HiViT-MAE-B vs mmpretrain MAEHiViT-B [2,2,20], equal work', 'bf16'),
         ('shipped recipe (fused stem) vs mmpretrain MAEHiViT-B [2,2,20]', 'bf16')}
     by = {(r['name'], r['dtype']): r for r in doc['results']}
-    claim = next(c for c in doc['claims'] if c['dtype'] == 'bf16' and 'equal' in c['claim'])
+    claim = next(c for c in doc['claims']
+                 if c['dtype'] == 'bf16' and 'equal' in c['claim'])
     assert claim['value'] == pytest.approx(by['hivit-mae-nofuse', 'bf16']['img_per_s'] /
                                            by['mmpretrain-maehivit', 'bf16']['img_per_s'])
     assert claim['met'] == (claim['value'] >= 1.3)
@@ -198,7 +202,8 @@ def test_maehivit_b24_is_mmpretrain_base():
 
 def test_equal_work_rows_differ_only_in_stem_fusion():
     bench = _load(PRETRAIN)
-    fused, plain = (bench.SPECS[n].make_cfg(False) for n in ('hivit-mae', 'hivit-mae-nofuse'))
+    fused, plain = (bench.SPECS[n].make_cfg(False)
+                    for n in ('hivit-mae', 'hivit-mae-nofuse'))
     assert fused.backbone.fuse_stem_features and not plain.backbone.fuse_stem_features
     assert (fused.neck.embed_dim, plain.neck.embed_dim) == (7 * 512, 512)
     fused.backbone.fuse_stem_features, fused.neck.embed_dim = False, 512
@@ -208,7 +213,8 @@ def test_equal_work_rows_differ_only_in_stem_fusion():
 def test_common_helpers():
     common = _load(TOOLS / '_common.py')
     stats = common.summarize([30., 10., 20.], batch=4)
-    assert stats == dict(img_per_s=200., ms_median=20., ms_min=10., ms_all=[30., 10., 20.])
+    assert stats == dict(img_per_s=200., ms_median=20., ms_min=10.,
+                         ms_all=[30., 10., 20.])
     assert common.markdown_table(['a', 'bb'], [['xyz', 1]]).splitlines() == [
         '| a   | bb |', '|-----|----|', '| xyz | 1  |']
     assert common.fmt(None, '.0f') == 'n/a' and common.fmt(2.5, '.2f') == '2.50'

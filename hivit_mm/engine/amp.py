@@ -16,7 +16,8 @@ def cpu_supports_bf16() -> bool:
     Arm BF16 or SVE-BF16), without which bf16 matmuls are emulated and slower than
     fp32 (``torch.cpu.get_capabilities``)."""
     caps = torch.cpu.get_capabilities()
-    return any(caps.get(k, False) for k in ('avx512_bf16', 'amx_bf16', 'bf16', 'sve_bf16'))
+    return any(caps.get(k, False)
+               for k in ('avx512_bf16', 'amx_bf16', 'bf16', 'sve_bf16'))
 
 
 @OPTIM_WRAPPERS.register_module()

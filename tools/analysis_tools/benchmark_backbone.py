@@ -22,10 +22,9 @@ Examples::
 import argparse
 from typing import List, Optional
 
+import _common as bm
 import torch
 import torch.nn as nn
-
-import _common as bm
 
 ARCHS = {
     # name: (arch dict, image size)
@@ -37,7 +36,8 @@ ARCHS = {
     # 0..5 here), so the main stage needs more than 6 blocks.
     'smoke': (dict(embed_dims=64, depths=[1, 1, 7], num_heads=2), 64),
 }
-MODELS = {'ours': 'hivit_mm.models.HiViT', 'mmpretrain': 'mmpretrain.models.backbones.HiViT'}
+MODELS = {'ours': 'hivit_mm.models.HiViT',
+          'mmpretrain': 'mmpretrain.models.backbones.HiViT'}
 
 
 def build(name: str, arch: dict, img_size: int, rpe: bool) -> nn.Module:
@@ -49,6 +49,7 @@ def build(name: str, arch: dict, img_size: int, rpe: bool) -> nn.Module:
         model.init_weights()
         return model
     from mmpretrain.models.backbones import HiViT
+
     # a fresh out_indices list: mmpretrain writes the last block's index into it
     return HiViT(arch=dict(arch, depths=list(arch['depths'])), img_size=img_size,
                  ape=True, rpe=rpe, out_indices=[arch['depths'][-1] - 1])
@@ -106,12 +107,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
         raise RuntimeError(f'the models returned different output shapes: {shapes}')
     rows = [dict(name=name, model=MODELS[name], dtype=dtype, out_shape=list(shapes[name]),
                  params_m=sum(p.numel() for p in models[name].parameters()) / 1e6,
-                 **bm.summarize(ts, args.batch_size)) for (name, dtype), ts in times.items()]
+                 **bm.summarize(ts, args.batch_size))
+            for (name, dtype), ts in times.items()]
     ratios = {}
     for dtype in args.dtype:
         by_name = {r['name']: r for r in rows if r['dtype'] == dtype}
         if len(by_name) == 2:
-            ratios[dtype] = by_name['ours']['img_per_s'] / by_name['mmpretrain']['img_per_s']
+            ours, ref = by_name['ours'], by_name['mmpretrain']
+            ratios[dtype] = ours['img_per_s'] / ref['img_per_s']
     print('\n' + bm.markdown_table(
         ['model', 'dtype', 'params (M)', 'img/s', 'ms/iter (median)', 'min'],
         [[r['name'], r['dtype'], f'{r["params_m"]:.2f}', f'{r["img_per_s"]:.2f}',

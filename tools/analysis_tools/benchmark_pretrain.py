@@ -59,7 +59,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import os.path as osp
 import re
 import shlex
@@ -69,14 +68,14 @@ import tempfile
 import threading
 from typing import Callable, Dict, List, NamedTuple, Optional
 
-import torch
-
 import _common as bm
+import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 README = osp.join(REPO, 'README.md')
 OURS = 'hivit-mae'
-SELFSUP_PREPROCESSOR = dict(type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
+SELFSUP_PREPROCESSOR = dict(type='SelfSupDataPreprocessor',
+                            mean=[123.675, 116.28, 103.53],
                             std=[58.395, 57.12, 57.375], to_rgb=True)
 SIMMIM_MASK = dict(mask_patch_size=32, model_patch_size=4, mask_ratio=0.6)
 HIVIT_B = dict(embed_dims=512, depths=[2, 2, 20], num_heads=8)
@@ -145,11 +144,13 @@ def mmpretrain_maehivit(tiny: bool, arch='custom'):
     if tiny:
         arch, ours = _tiny_hivit()
         arch = dict(arch, depths=list(arch['depths']))
-        neck.update({k: ours[k] for k in ('num_patches', 'embed_dim', 'decoder_embed_dim',
-                                         'decoder_depth', 'decoder_num_heads')})
+        neck.update({k: ours[k] for k in (
+            'num_patches', 'embed_dim', 'decoder_embed_dim', 'decoder_depth',
+            'decoder_num_heads')})
         bb.img_size = TINY_IMG_SIZE
     depths = (MAEHiViT.arch_zoo[arch] if isinstance(arch, str) else arch)['depths']
-    bb.update(arch=arch, out_indices=[depths[-1] - 1])  # a fresh list: mmpretrain edits it
+    # a fresh out_indices list: mmpretrain writes into it
+    bb.update(arch=arch, out_indices=[depths[-1] - 1])
     return model
 
 
@@ -161,9 +162,9 @@ def mmpretrain_maevit(tiny: bool):
         model.backbone.update(img_size=TINY_IMG_SIZE, arch=dict(
             embed_dims=width, num_layers=2, num_heads=arch['num_heads'],
             feedforward_channels=4 * width))
-        model.neck.update({k: ours[k] for k in ('num_patches', 'decoder_embed_dim',
-                                               'decoder_depth', 'decoder_num_heads')},
-                          embed_dim=width)
+        model.neck.update({k: ours[k] for k in (
+            'num_patches', 'decoder_embed_dim', 'decoder_depth', 'decoder_num_heads')},
+            embed_dim=width)
     return model
 
 
@@ -284,7 +285,8 @@ class Job:
 
     def profile(self, dtype: str) -> Dict:
         """FLOPs of one step and the SDPA ops it calls (``{op name: calls}``)."""
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
+        cpu = torch.profiler.ProfilerActivity.CPU
+        with torch.profiler.profile(activities=[cpu]) as p:
             flops = bm.count_flops(lambda: self.step(dtype))
         ops = {e.key: e.count for e in p.key_averages()
                if e.key.startswith('aten::_scaled_dot_product')}
@@ -370,7 +372,8 @@ def run(args: argparse.Namespace, device: torch.device) -> List[dict]:
     for job, dtype in pairs:
         row = dict(name=job.name, model=job.spec.title, dtype=dtype,
                    params_m=round(job.params_m, 3), img_size=job.img_size,
-                   **bm.summarize(job.times[dtype], args.batch_size), **job.profile(dtype),
+                   **bm.summarize(job.times[dtype], args.batch_size),
+                   **job.profile(dtype),
                    loss=job.loss[dtype], peak_mem_mib=None)
         row['gflop_per_s'] = row['flops'] / row['ms_median'] / 1e6
         rows.append(row)
@@ -446,7 +449,8 @@ def format_tables(doc: dict) -> str:
 
 def update_readme(doc: dict, argv: List[str], path: str = README) -> None:
     """Replace the README's speed section (between its markers) with this run."""
-    begin = '<!-- speed table: begin (written by benchmark_pretrain.py --update-readme) -->'
+    begin = ('<!-- speed table: begin (written by benchmark_pretrain.py '
+             '--update-readme) -->')
     end = '<!-- speed table: end -->'
     with open(path) as f:
         text = f.read()
@@ -461,7 +465,8 @@ def update_readme(doc: dict, argv: List[str], path: str = README) -> None:
     body = '\n'.join([
         f'{env["device"]}: {env.get("device_name") or env["cpu"]}, '
         f'{env["threads"]} threads, torch {env["torch"]}; batch {doc["batch_size"]}, '
-        f'{doc["img_size"]} px; {doc["iters"]} timed steps after {doc["warmup"]} warm-up, '
+        f'{doc["img_size"]} px; {doc["iters"]} timed steps after {doc["warmup"]} '
+        'warm-up, '
         'every (model, dtype) pair timed in turn.' +
         (f' {doc["note"]}' if doc.get('note') else ''), '', '```bash', cmd, '```', '',
         format_tables(doc), '', 'SDPA ops per step: ' + '; '.join(
