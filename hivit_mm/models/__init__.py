@@ -4,9 +4,9 @@ from .geometry import random_unit_masking
 from .green_swin import GreenSwin
 from .hivit import HiViT
 from .mae import ClsFreeMAEDecoder, MaskedHiViT
-from .necks import MeanPoolLayerNorm
+from .necks import MeanPoolBatchNorm, MeanPoolLayerNorm
 
 __all__ = [
     'HiViT', 'MaskedHiViT', 'GreenSwin', 'ClsFreeMAEDecoder', 'MeanPoolLayerNorm',
-    'random_unit_masking'
+    'MeanPoolBatchNorm', 'random_unit_masking'
 ]

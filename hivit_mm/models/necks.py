@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 
 from hivit_mm.registry import MODELS
 
-__all__ = ['MeanPoolLayerNorm']
+__all__ = ['MeanPoolLayerNorm', 'MeanPoolBatchNorm']
 
 
 @MODELS.register_module()
@@ -27,6 +27,38 @@ class MeanPoolLayerNorm(BaseModule):
     def __init__(self, in_channels: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(in_channels, eps=eps)
+
+    def forward(self, inputs: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor]:
+        """
+        Args:
+            inputs (tuple[torch.Tensor]): Backbone maps; the last, ``(B, C, H, W)``, is used.
+
+        Returns:
+            tuple[torch.Tensor]: ``((B, C), )``.
+        """
+        return (self.norm(inputs[-1].mean(dim=(2, 3))), )
+
+
+@MODELS.register_module()
+class MeanPoolBatchNorm(BaseModule):
+    """Global mean-pool, then BatchNorm without affine parameters: MAE's linear-probe
+    feature normalisation for a backbone without a class token.
+
+    MAE's linear probe (facebookresearch/mae, ``main_linprobe.py``) puts
+    ``BatchNorm1d(affine=False, eps=1e-6)`` between the frozen features and the linear
+    classifier; mmpretrain's ``ClsBatchNormNeck`` does the same on ViT's class token.
+    HiViT has no class token, so its features are the mean of the main-stage tokens.
+    The norm has no parameters: a classifier behind it stays a linear function of the
+    frozen features (the running statistics fold into it at test time).
+
+    Args:
+        in_channels (int): Channels of the (last) input map.
+        eps (float): BatchNorm eps. Defaults to 1e-6 (MAE).
+    """
+
+    def __init__(self, in_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(in_channels, affine=False, eps=eps)
 
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor]:
         """
