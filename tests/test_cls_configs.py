@@ -35,6 +35,7 @@ SUPERVISED = {
 FINETUNE = 'benchmarks/hivit-base-p16_8xb128-amp-coslr-100e_in1k.py'
 FINETUNE_LARGE = 'benchmarks/hivit-large-p16_8xb128-amp-coslr-50e_in1k.py'
 ALL = sorted([*SUPERVISED, FINETUNE, FINETUNE_LARGE])
+LINEAR = 'benchmarks/hivit-base-p16_8xb2048-linear-coslr-90e_in1k.py'  # own tests
 
 
 def load(name: str) -> Config:
@@ -69,7 +70,7 @@ def no_decay(name: str, param: torch.Tensor) -> bool:
 # -- the folder ------------------------------------------------------------------------
 def test_the_folder_holds_exactly_the_tested_configs():
     found = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py'))
-    assert found == ALL, 'add a new config to this test, with its recipe'
+    assert found == sorted([*ALL, LINEAR]), 'add a new config to this test, with its recipe'
 
 
 # -- builds and runs -------------------------------------------------------------------
@@ -304,3 +305,66 @@ def test_large_finetune_recipe():
     assert cfg.train_cfg.max_epochs == 50
     assert cfg.train_dataloader == base.train_dataloader
     assert cfg.model.train_cfg == base.model.train_cfg
+
+
+# -- linear probe ------------------------------------------------------------------------
+def test_linear_probe_trains_only_the_classifier():
+    """One LARS step changes the classifier and the norm's running statistics, nothing
+    of the frozen encoder; the norm has no parameters (MAE's BatchNorm, affine=False)."""
+    cfg = load(LINEAR)
+    cfg.model.backbone.drop_path_rate = 0.5  # inactive: frozen blocks stay in eval mode
+    model = tiny_model(cfg)
+    model.train()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {'head.layers.head.weight', 'head.layers.head.bias'}
+    assert not list(model.neck.parameters())
+    # the frozen encoder computes the same features in training mode as in eval mode
+    x = model.data_preprocessor(batch(), False)['inputs']
+    with torch.no_grad():
+        train_feats = model.backbone(x)
+        model.eval()
+        eval_feats = model.backbone(x)
+        model.train()
+    torch.testing.assert_close(train_feats, eval_feats, rtol=0, atol=0)
+
+    ow = cpu_optim_wrapper(cfg, model)
+    assert type(ow.optimizer).__name__ == 'LARS'
+    before = copy.deepcopy(model.state_dict())
+    losses = model(**model.data_preprocessor(batch(), True), mode='loss')
+    ow.update_params(sum(v for k, v in losses.items() if 'loss' in k))
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {'head.layers.head.weight', 'head.layers.head.bias',
+                       'neck.norm.running_mean', 'neck.norm.running_var',
+                       'neck.norm.num_batches_tracked'}
+
+
+def test_linear_probe_recipe():
+    """MAE's protocol (mmpretrain's MAE linear-probe config, inherited)."""
+    cfg = load(LINEAR)
+    bb = cfg.model.backbone
+    assert (bb.type, bb.arch, bb.frozen_stages, bb.use_rel_pos_bias) == (
+        'hivit_mm.HiViT', 'base', 2, False)
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint='', prefix='backbone.')
+    assert cfg.model.neck == dict(type='hivit_mm.MeanPoolBatchNorm', in_channels=512)
+    assert cfg.model.head.in_channels == 512
+    assert cfg.model.head.init_cfg == [dict(type='TruncNormal', layer='Linear', std=0.01)]
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.momentum, opt.weight_decay) == ('LARS', 6.4, 0.9, 0.)
+    assert cfg.train_dataloader.batch_size == 2048  # x 8 GPUs = 16384 = 6.4 / 0.1 * 256
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.end, cosine.type, cosine.end) == ('LinearLR', 10,
+                                                                  'CosineAnnealingLR', 90)
+    assert cfg.train_cfg.max_epochs == 90
+    assert [t['type'] for t in cfg.train_dataloader.dataset.pipeline] == [
+        'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
+
+
+def test_mean_pool_batch_norm_standardises_the_pooled_tokens():
+    from hivit_mm.models import MeanPoolBatchNorm
+    neck = MeanPoolBatchNorm(8).train()
+    x = torch.randn(16, 8, 3, 3) * 5 + 2
+    (out, ) = neck((torch.zeros(1), x))  # the last map is used
+    pooled = x.mean(dim=(2, 3))
+    want = (pooled - pooled.mean(0)) / torch.sqrt(pooled.var(0, unbiased=False) + 1e-6)
+    torch.testing.assert_close(out, want)

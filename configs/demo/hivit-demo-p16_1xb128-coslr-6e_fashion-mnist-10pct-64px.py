@@ -92,4 +92,6 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 auto_scale_lr = dict(enable=False)
-randomness = dict(seed=0, deterministic=True)
+# seeded: CPU runs repeat exactly (tests/test_demo.py); deterministic=True would also
+# pin GPU kernels, but raises on ops without a deterministic CUDA kernel
+randomness = dict(seed=0, deterministic=False)

@@ -83,4 +83,6 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-randomness = dict(seed=0, deterministic=True)
+# seeded: CPU runs repeat exactly (tests/test_demo.py); deterministic=True would also
+# pin GPU kernels, but raises on ops without a deterministic CUDA kernel
+randomness = dict(seed=0, deterministic=False)

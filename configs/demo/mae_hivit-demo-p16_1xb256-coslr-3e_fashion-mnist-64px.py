@@ -3,7 +3,7 @@
 # HiViT (configs/demo/mae_hivit-demo-p16_1xb64-coslr-20e_shapes.py) on 64-px inputs
 # (4x4 mask units of 16 px; 75% masked, 4 kept), fused stem features, fixed sin-cos
 # embeddings, normalised-pixel loss on the masked units; batch 256, 3 epochs
-# (702 iterations), full precision.
+# (705 iterations), full precision.
 #
 # Images: the 28x28 grey images, random-resized-cropped (scale 0.5-1, bicubic) to 64 px
 # and flipped; the grey channel is replicated to three by the data preprocessor (its
@@ -73,5 +73,7 @@ train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-randomness = dict(seed=0, deterministic=True)
+# seeded: CPU runs repeat exactly (tests/test_demo.py); deterministic=True would also
+# pin GPU kernels, but raises on ops without a deterministic CUDA kernel
+randomness = dict(seed=0, deterministic=False)
 resume = False
