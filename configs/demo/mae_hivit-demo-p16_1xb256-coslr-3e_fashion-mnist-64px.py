@@ -12,7 +12,7 @@
 # detection and segmentation stages. Mean and std: the training set's pixel statistics.
 # Data: `bash tools/misc/get_fashion_mnist.sh` (`make demo` runs it) puts the four
 # uncompressed IDX files into data/fashion_mnist/, read by mmpretrain's FashionMNIST.
-_base_ = '../mae/mae_hivit-base-p16_8xb512-amp-coslr-400e_in1k.py'
+_base_ = '../mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py'
 
 fmnist_mean, fmnist_std = 72.94, 90.02  # grey level, 60k training images
 model = dict(
