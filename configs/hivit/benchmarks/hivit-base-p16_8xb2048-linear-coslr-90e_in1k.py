@@ -15,7 +15,10 @@
 #   bash tools/dist_train.sh \
 #       configs/hivit/benchmarks/hivit-base-p16_8xb2048-linear-coslr-90e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/mae_hivit_base.pth
-_base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+_base_ = [
+    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+    '../../_base_/reliable_runtime.py',
+]
 custom_imports = dict(imports=['hivit_mm.models'], allow_failed_imports=False)
 
 checkpoint = ''  # MAE pre-trained model, see above
