@@ -70,7 +70,7 @@ def no_decay(name: str, param: torch.Tensor) -> bool:
 # -- the folder ------------------------------------------------------------------------
 def test_the_folder_holds_exactly_the_tested_configs():
     found = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob('*.py'))
-    assert found == sorted([*ALL, LINEAR]), 'add a new config to this test, with its recipe'
+    assert found == sorted([*ALL, LINEAR]), 'add a new config to this test, with a recipe'
 
 
 # -- builds and runs -------------------------------------------------------------------

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'tools' / 'misc' / 'get_fashion_mnist.sh'
 FMNIST_ROOT = ROOT / 'data' / 'fashion_mnist'  # the demo's default
-PKG_DIR = Path('/usr/share/datasets/fashion-mnist')  # Debian package dataset-fashion-mnist
-FT_10PCT = ROOT / 'configs' / 'demo' / 'hivit-demo-p16_1xb128-coslr-6e_fashion-mnist-10pct-64px.py'
-
-pytestmark = pytest.mark.e2e  # runs the tools end to end
+PKG_DIR = Path('/usr/share/datasets/fashion-mnist')  # package dataset-fashion-mnist
+FT_10PCT = (ROOT / 'configs' / 'demo' /
+            'hivit-demo-p16_1xb128-coslr-6e_fashion-mnist-10pct-64px.py')
 
 
 def _env(**extra: str) -> dict:
@@ -28,20 +26,20 @@ def _env(**extra: str) -> dict:
     env.update(extra)
     return env
 
-pytestmark = pytest.mark.e2e  # runs the tools end to end
 
-
+@pytest.mark.e2e  # runs the whole demo, briefly
 def test_quick_demo_chain_writes_every_artifact(tmp_path):
     proc = subprocess.run(
         [sys.executable, 'tools/demo.py', '--work-dir', str(tmp_path), '--quick'],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = [l for l in proc.stdout.splitlines() if l.startswith('[demo ')]
+    lines = [s for s in proc.stdout.splitlines() if s.startswith('[demo ')]
     assert len(lines) == 2 * 7  # a start and an end line per stage
 
     results = json.loads((tmp_path / 'results.json').read_text())
     stages = results['stages']
-    assert list(stages) == ['mae', 'ft_mae', 'ft_scratch', 'linear', 'ft_full', 'det', 'seg']
+    assert list(stages) == ['mae', 'ft_mae', 'ft_scratch', 'linear', 'ft_full', 'det',
+                            'seg']
     top1 = {'top-1 (%)'}
     expected = {
         'mae': {'reconstruction loss (first log)', 'reconstruction loss (last log)'},
@@ -59,7 +57,8 @@ def test_quick_demo_chain_writes_every_artifact(tmp_path):
                           ('det', 'mae'), ('seg', 'ft_full')):
         log = (tmp_path / stage / 'demo.log').read_text()
         assert f'model.backbone.init_cfg.checkpoint={stages[source]["checkpoint"]}' in log
-    assert 'model.backbone.init_cfg=None' in (tmp_path / 'ft_scratch' / 'demo.log').read_text()
+    scratch_log = (tmp_path / 'ft_scratch' / 'demo.log').read_text()
+    assert 'model.backbone.init_cfg=None' in scratch_log
 
     # the classifiers are tested on the first 200 Fashion-MNIST test images (--quick),
     # all ten classes among them; the demo's top-1 is the one of the dumped predictions
@@ -81,8 +80,9 @@ def test_quick_demo_chain_writes_every_artifact(tmp_path):
     assert stages['ft_full']['params'] > 0
 
     pictures = [Path(p) for p in results['pictures'].values()]
-    assert {p.name for p in pictures} == {'mae_reconstructions.png', 'confusion_matrix.png',
-                                          'det.png', 'seg.png', 'loss_curves.png'}
+    assert {p.name for p in pictures} == {
+        'mae_reconstructions.png', 'confusion_matrix.png', 'det.png', 'seg.png',
+        'loss_curves.png'}
     assert all(p.stat().st_size > 1000 for p in pictures)
     # reconstructions of one held-out test image per class
     recon = sorted(p.name for p in (tmp_path / 'pictures' / 'mae').iterdir())
@@ -92,7 +92,8 @@ def test_quick_demo_chain_writes_every_artifact(tmp_path):
     assert table.startswith('Fashion-MNIST, top-1 on the 10,000 test images')
     assert 'SVC, RBF kernel, C=10' in table
     stage_rows = table.split('| stage | metric | value | wall time |')[1]
-    assert stage_rows.count('\n| ') == sum(len(m) for m in expected.values())  # a row a metric
+    # a row a metric
+    assert stage_rows.count('\n| ') == sum(len(m) for m in expected.values())
 
     # resumable: a second run skips every stage
     proc = subprocess.run(
@@ -103,7 +104,7 @@ def test_quick_demo_chain_writes_every_artifact(tmp_path):
 
 
 def _train_losses(work_dir: Path, *options: str) -> list:
-    """Losses logged by a short fine-tuning run (64 Fashion-MNIST images, 2 iterations)."""
+    """Losses logged by a short fine-tuning run (64 Fashion-MNIST images, 2 steps)."""
     cmd = [sys.executable, 'tools/train.py', str(FT_10PCT), '--work-dir', str(work_dir),
            '--no-validate', '--cfg-options', 'model.backbone.init_cfg=None',
            f'train_dataloader.dataset.data_root={FMNIST_ROOT}/',
@@ -116,6 +117,7 @@ def _train_losses(work_dir: Path, *options: str) -> list:
     return [json.loads(line)['loss'] for line in scalars]
 
 
+@pytest.mark.e2e  # runs tools/train.py three times
 def test_demo_fine_tuning_is_seeded(tmp_path):
     """Same config, same machine: the same losses, bit for bit; another seed differs
     (random initialisation, crops, flips and drop path all follow the seed)."""
@@ -127,11 +129,13 @@ def test_demo_fine_tuning_is_seeded(tmp_path):
 
 
 def _script(dest: Path, pkg_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(['bash', str(SCRIPT), str(dest)], capture_output=True, text=True,
-                          timeout=600, env=_env(FASHION_MNIST_PKG_DIR=str(pkg_dir), **env))
+    return subprocess.run(['bash', str(SCRIPT), str(dest)], capture_output=True,
+                          text=True, timeout=600,
+                          env=_env(FASHION_MNIST_PKG_DIR=str(pkg_dir), **env))
 
 
-@pytest.mark.skipif(not PKG_DIR.is_dir(), reason='needs the Debian package dataset-fashion-mnist')
+@pytest.mark.skipif(not PKG_DIR.is_dir(),
+                    reason='needs the Debian package dataset-fashion-mnist')
 def test_get_fashion_mnist_unpacks_the_package_and_reuses_a_copy(tmp_path):
     proc = _script(tmp_path / 'fm', PKG_DIR)
     assert proc.returncode == 0, proc.stderr

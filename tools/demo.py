@@ -29,7 +29,7 @@ directory. Stages whose results exist are skipped (``--force`` re-runs them).
 
     python tools/demo.py --work-dir work_dirs/demo            # make demo
     python tools/demo.py --work-dir /tmp/d --quick            # a few iterations per stage
-    python tools/demo.py --update-readme                      # table and pictures -> README
+    python tools/demo.py --update-readme                      # tables, pictures -> README
 """
 import argparse
 import json
@@ -100,7 +100,8 @@ STAGES = (
 # classification now takes from Fashion-MNIST, is made only token-sized)
 SHAPES = dict(num_cls_train=8, num_cls_val=4)
 # --quick: a handful of iterations per stage on subsets (for the test)
-QUICK_SHAPES = dict(SHAPES, num_det_train=8, num_det_val=4, num_seg_train=8, num_seg_val=4)
+QUICK_SHAPES = dict(SHAPES, num_det_train=8, num_det_val=4, num_seg_train=8,
+                    num_seg_val=4)
 QUICK_TEST_IMAGES = 200  # of the 10,000 Fashion-MNIST test images
 QUICK_OPTIONS = {
     # enough iterations for a warm-up of at least one (warm-ups are fractions of epochs)
@@ -113,7 +114,7 @@ QUICK_OPTIONS = {
     'seg': ['train_cfg.max_iters=4'],
 }
 
-# Published Fashion-MNIST test accuracies (10,000 test images, all 60,000 training labels).
+# Published Fashion-MNIST test accuracies (10,000 test images, 60,000 training labels).
 # The Debian package ships the scikit-learn benchmark's grid as benchmark/baselines.json;
 # its results are in the paper. "README" is the benchmark table of the dataset's README
 # (zalandoresearch/fashion-mnist, also /usr/share/doc/dataset-fashion-mnist/README.md.gz).
@@ -135,8 +136,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--data-root', default=None,
                         help='shapes data (default: <work-dir>/data, made if missing)')
     parser.add_argument('--fmnist-root', default=osp.join(ROOT, 'data', 'fashion_mnist'),
-                        help='Fashion-MNIST files (fetched by tools/misc/get_fashion_mnist.sh '
-                        'when missing; default: data/fashion_mnist)')
+                        help='Fashion-MNIST files (fetched when missing by '
+                        'tools/misc/get_fashion_mnist.sh; default: data/fashion_mnist)')
     parser.add_argument('--force', action='store_true', help='re-run finished stages')
     parser.add_argument('--quick', action='store_true',
                         help='a few iterations per stage on small subsets')
@@ -159,7 +160,8 @@ def run(cmd: List[str], log_path: str) -> None:
     with open(log_path, 'a') as log:
         log.write('$ ' + ' '.join(cmd) + '\n')
         log.flush()
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env=env)
     if proc.returncode:
         with open(log_path) as log:
             tail = log.readlines()[-40:]
@@ -264,8 +266,9 @@ def data_options(stage: Stage, root: str, test_only: bool = False,
 
 def fetch_fashion_mnist(root: str) -> None:
     """Run ``tools/misc/get_fashion_mnist.sh``; exit with its message if it fails."""
-    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'misc', 'get_fashion_mnist.sh'),
-                           root], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    script = osp.join(ROOT, 'tools', 'misc', 'get_fashion_mnist.sh')
+    proc = subprocess.run(['bash', script, root], cwd=ROOT, stderr=subprocess.PIPE,
+                          text=True)
     sys.stderr.write(proc.stderr)
     if proc.returncode:
         sys.exit('demo: the Fashion-MNIST files are missing (see the message above)')
@@ -346,10 +349,12 @@ def draw_pictures(args: argparse.Namespace, roots: Dict[str, str],
              osp.join(pic_dir, f'{stage.name}_run'), '--show-dir', show_dir,
              '--cfg-options', *opts], log)
         title = ('Mask R-CNN: boxes and masks' if stage.pictures == 'det' else
-                 'UperNet: segmentation overlays') + ' (ground truth left, prediction right)'
+                 'UperNet: segmentation overlays')
+        title += ' (ground truth left, prediction right)'
         pictures[title] = _montage_dir(show_dir, osp.join(pic_dir, f'{stage.name}.png'),
                                        2, limit=4)
-    pictures['Training losses'] = plot_losses(results, osp.join(pic_dir, 'loss_curves.png'))
+    pictures['Training losses'] = plot_losses(results,
+                                              osp.join(pic_dir, 'loss_curves.png'))
     return pictures
 
 
@@ -370,7 +375,8 @@ def confusion_matrix(predictions: str):
         samples = pickle.load(f)
     pred = torch.stack([s['pred_label'] for s in samples]).flatten()
     target = torch.stack([s['gt_label'] for s in samples]).flatten()
-    return ConfusionMatrix.calculate(pred, target, num_classes=len(fashion_mnist_classes()))
+    return ConfusionMatrix.calculate(pred, target,
+                                     num_classes=len(fashion_mnist_classes()))
 
 
 def plot_confusion(predictions: str, out: str) -> str:
@@ -448,10 +454,12 @@ def comparison(results: Dict[str, dict]) -> Tuple[List[str], List[str]]:
         ('ft_mae', '10%', f'MAE ({mae_s / 60:.0f} min) + fine-tuning'),
         ('ft_scratch', '10%', 'from scratch, same fine-tuning budget'),
     )
-    lines = ['| model | labels | params | top-1 (%) | training time (2 CPU cores) | source |',
-             '|---|---|---|---|---|---|']
+    lines = ['| model | labels | params | top-1 (%) | training time (2 CPU cores) '
+             '| source |', '|---|---|---|---|---|---|']
     for stage, labels, how in ours:
-        seconds = results[stage]['train_seconds'] + (mae_s if stage != 'ft_scratch' else 0)
+        seconds = results[stage]['train_seconds']
+        if stage != 'ft_scratch':
+            seconds += mae_s  # the pre-training it starts from
         lines.append(f'| **ours: demo HiViT, {how}** | {labels} | {params:.2f}M | '
                      f'**{top1[stage]:.2f}** | {seconds / 60:.1f} min | `{stage}` |')
     for name, size, acc, source in PUBLISHED:
@@ -459,8 +467,8 @@ def comparison(results: Dict[str, dict]) -> Tuple[List[str], List[str]]:
     gain = top1['ft_mae'] - top1['ft_scratch']
     notes = [
         f'With 10% of the labels, fine-tuning from the MAE checkpoint reaches '
-        f'{top1["ft_mae"]:.2f}% against {top1["ft_scratch"]:.2f}% from scratch with the same '
-        f'budget ({gain:+.2f} points): MAE pre-training on the unlabelled images '
+        f'{top1["ft_mae"]:.2f}% against {top1["ft_scratch"]:.2f}% from scratch with the '
+        f'same budget ({gain:+.2f} points): MAE pre-training on the unlabelled images '
         + ('helps.' if gain > 0 else 'does not help in this budget.'),
         f'A linear classifier on the frozen MAE features reaches {top1["linear"]:.2f}% '
         f'(chance: 10%).',
@@ -505,7 +513,8 @@ def update_readme(md: str, pictures: Dict[str, str]) -> None:
     with open(readme) as f:
         text = f.read()
     if README_BEGIN not in text or README_END not in text:
-        raise RuntimeError(f'README.md lacks the markers {README_BEGIN!r} ... {README_END!r}')
+        raise RuntimeError(
+            f'README.md lacks the markers {README_BEGIN!r} ... {README_END!r}')
     head, rest = text.split(README_BEGIN, 1)
     tail = rest.split(README_END, 1)[1]
     with open(readme, 'w') as f:

@@ -1,8 +1,9 @@
 # HiViT-MAE pre-training on the shapes classification images (`make demo` pre-trains on
 # Fashion-MNIST instead: mae_hivit-demo-p16_1xb256-coslr-3e_fashion-mnist-64px.py), the
-# real recipe (configs/mae/) shrunk to the demo HiViT on the 64-px shapes images: masks 75% of the 16 units (keeps 4), fused stem
-# features, fixed sin-cos embeddings, normalised-pixel loss on masked units. Full
-# precision (mmengine's AMP wrapper needs a GPU), batch 64, 20 epochs.
+# real recipe (configs/mae/) shrunk to the demo HiViT on the 64-px shapes images: masks
+# 75% of the 16 units (keeps 4), fused stem features, fixed sin-cos embeddings,
+# normalised-pixel loss on masked units. Full precision (mmengine's AMP wrapper needs a
+# GPU), batch 64, 20 epochs.
 #
 # The demo HiViT (all demo configs): embed 128 (stage widths 32 / 64 / 128), depths
 # (1, 1, 4) (2 + 2 MLP stem blocks, 4 attention blocks), 4 heads. Images are 64 px here

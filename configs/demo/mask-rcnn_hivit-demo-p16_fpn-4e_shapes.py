@@ -3,8 +3,9 @@
 # (configs/mask_rcnn/mask-rcnn_hivit-base-p16_fpn-1x_coco.py: HiViT with output norms,
 # FPN, 4conv1fc box head with GIoU loss, AdamW with layer-wise lr decay 0.9, warmup then
 # steps) shrunk: the demo HiViT (its absolute embedding resized from the 4x4 pre-training
-# grid to the input), 128-channel FPN/RPN and 64-channel RoI heads, anchors scaled for small objects,
-# full precision, batch 8, 4 epochs (a CPU step is ~0.8 s, a third of it RoIAlign).
+# grid to the input), 128-channel FPN/RPN and 64-channel RoI heads, anchors scaled for
+# small objects, full precision, batch 8, 4 epochs (a CPU step is ~0.8 s, a third of it
+# RoIAlign).
 #   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/mae/epoch_3.pth
 _base_ = '../mask_rcnn/mask-rcnn_hivit-base-p16_fpn-1x_coco.py'
 

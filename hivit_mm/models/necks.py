@@ -63,7 +63,8 @@ class MeanPoolBatchNorm(BaseModule):
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor]:
         """
         Args:
-            inputs (tuple[torch.Tensor]): Backbone maps; the last, ``(B, C, H, W)``, is used.
+            inputs (tuple[torch.Tensor]): Backbone maps; the last one,
+                ``(B, C, H, W)``, is used.
 
         Returns:
             tuple[torch.Tensor]: ``((B, C), )``.
