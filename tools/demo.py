@@ -16,8 +16,8 @@ previous stage's checkpoint the way a user would (``init_cfg=Pretrained``):
                   matrix)
 6. ``det``        Mask R-CNN on the shapes COCO set from the MAE checkpoint (bbox and
                   segm mAP, pictures)
-7. ``seg``        UperNet on the shapes ADE20K-style set from the fine-tuned
-                  checkpoint (mIoU, overlays)
+7. ``seg``        UperNet on the shapes ADE20K-style set from the MAE checkpoint
+                  (mIoU, overlays)
 
 The Fashion-MNIST files come from ``tools/misc/get_fashion_mnist.sh`` (a copy in
 ``--fmnist-root``, else the Debian package, else the standard download). Every config
@@ -91,8 +91,8 @@ STAGES = (
           'mask-rcnn_hivit-demo-p16_fpn-4e_shapes.py', 'mae',
           {'coco/bbox_mAP': 'bbox mAP', 'coco/bbox_mAP_50': 'bbox mAP@50',
            'coco/segm_mAP': 'segm mAP'}, data='shapes', pictures='det'),
-    Stage('seg', 'UperNet on shapes from the fine-tuned checkpoint',
-          'upernet_hivit-demo-p16_1xb8-800i_shapes-128x128.py', 'ft_full',
+    Stage('seg', 'UperNet on shapes from the MAE checkpoint',
+          'upernet_hivit-demo-p16_1xb8-800i_shapes-128x128.py', 'mae',
           {'mIoU': 'mIoU (%)', 'aAcc': 'pixel acc. (%)'}, data='shapes', pictures='seg'),
 )
 

@@ -1,11 +1,12 @@
-# Demo stage 7: UperNet from the Fashion-MNIST classifier of stage 5 (all labels) on the
-# shapes ADE20K-style set (128-px images, background + 4 classes). The real 512x512 recipe
-# (configs/upernet/: HiViT with relative position bias over the whole crop, its tables
-# resized on load from the 4x4 grid of the 64-px classifier to the 8x8 grid of the
-# 128-px crop, UPerHead on the four stages, auxiliary FCN head on the main stage, AdamW
-# with layer-wise lr decay, warmup then poly, slide inference) shrunk: the demo HiViT,
-# 128/64-channel heads, full precision, batch 8, 800 iterations.
-#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/ft_full/epoch_1.pth
+# Demo stage 7: UperNet from the Fashion-MNIST MAE checkpoint of stage 1 on the shapes
+# ADE20K-style set (128-px images, background + 4 classes). The real 512x512 recipe
+# (configs/upernet/: HiViT with relative position bias over the whole crop, zero-
+# initialised here as the MAE encoder has none; from a fine-tuned classifier its tables
+# are resized on load to the 8x8 grid of the 128-px crop; UPerHead on the four stages,
+# auxiliary FCN head on the main stage, AdamW with layer-wise lr decay, warmup then poly,
+# slide inference) shrunk: the demo HiViT, 128/64-channel heads, full precision, batch 8,
+# 800 iterations.
+#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/demo/mae/epoch_3.pth
 _base_ = '../upernet/upernet_hivit-base-p16_8xb2-160k_ade20k-512x512.py'
 
 classes = ('background', 'circle', 'square', 'star', 'triangle')  # SEG_CLASSES
