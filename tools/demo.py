@@ -141,9 +141,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--force', action='store_true', help='re-run finished stages')
     parser.add_argument('--quick', action='store_true',
                         help='a few iterations per stage on small subsets')
+    parser.add_argument('--stages', nargs='+', choices=[s.name for s in STAGES],
+                        help='run (and report) only these stages and the ones they start '
+                        'from, e.g. the Fashion-MNIST part: --stages ft_mae ft_scratch '
+                        'linear ft_full (default: all)')
     parser.add_argument('--update-readme', action='store_true',
                         help='copy the tables and pictures into README.md / docs/demo')
     return parser.parse_args()
+
+
+def selected_stages(names: Optional[List[str]]) -> List[Stage]:
+    """The stages named (all if None) and those whose checkpoints they start from, in
+    chain order."""
+    by_name = {s.name: s for s in STAGES}
+    wanted = set(names or by_name)
+    for name in list(wanted):
+        while by_name[name].init_from:
+            name = by_name[name].init_from
+            wanted.add(name)
+    return [s for s in STAGES if s.name in wanted]
 
 
 # -- running tools -------------------------------------------------------------------
@@ -332,13 +348,14 @@ def draw_pictures(args: argparse.Namespace, roots: Dict[str, str],
     pictures['MAE reconstructions of Fashion-MNIST test images, one per class (input, '
              'masked, reconstruction, with visible units)'] = \
         _montage_dir(mae_dir, osp.join(pic_dir, 'mae_reconstructions.png'), 2)
-    pictures['Fine-tuned with all labels: confusion matrix and per-class accuracy on '
-             'the 10,000 test images'] = plot_confusion(
-                 results['ft_full']['predictions'],
-                 osp.join(pic_dir, 'confusion_matrix.png'))
+    if 'ft_full' in results:
+        pictures['Fine-tuned with all labels: confusion matrix and per-class accuracy '
+                 'on the 10,000 test images'] = plot_confusion(
+                     results['ft_full']['predictions'],
+                     osp.join(pic_dir, 'confusion_matrix.png'))
     # detections and segmentation overlays on a few validation images
     for stage in STAGES:
-        if not stage.pictures:
+        if not stage.pictures or stage.name not in results:
             continue
         show_dir = osp.join(pic_dir, stage.name)
         shutil.rmtree(show_dir, ignore_errors=True)
@@ -417,7 +434,9 @@ def plot_losses(results: Dict[str, dict], out: str) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(results), figsize=(2.6 * len(results), 2.6))
+    fig, axes = plt.subplots(1, len(results), figsize=(2.6 * len(results), 2.6),
+                             squeeze=False)
+    axes = axes[0]
     for ax, res in zip(axes, results.values()):
         steps, losses = zip(*res['loss_curve'])
         ax.plot(steps, losses, lw=1)
@@ -447,7 +466,8 @@ def comparison(results: Dict[str, dict]) -> Tuple[List[str], List[str]]:
     top1 = {k: results[k]['metrics']['top-1 (%)']
             for k in ('ft_mae', 'ft_scratch', 'linear', 'ft_full')}
     mae_s = results['mae']['train_seconds']
-    params = results['ft_full']['params'] / 1e6
+    params = count_parameters(results['ft_full']['checkpoint'],
+                              ('backbone.', 'neck.', 'head.')) / 1e6
     ours = (
         ('ft_full', 'all', f'MAE ({mae_s / 60:.0f} min) + fine-tuning'),
         ('linear', 'all', f'MAE ({mae_s / 60:.0f} min) + linear probe (frozen)'),
@@ -480,12 +500,19 @@ def comparison(results: Dict[str, dict]) -> Tuple[List[str], List[str]]:
 
 def write_report(args: argparse.Namespace, results: Dict[str, dict],
                  pictures: Dict[str, str], total: float) -> str:
-    fmnist, notes = comparison(results)
-    lines = ['Fashion-MNIST, top-1 on the 10,000 test images (published results: all '
-             '60,000 training labels; "README": the dataset\'s benchmark table):', '',
-             *fmnist, '', *notes, '', 'Every stage:', '',
-             '| stage | metric | value | wall time |', '|---|---|---|---|']
+    lines = []
+    if all(s.name in results for s in STAGES if s.data == 'fmnist'):
+        fmnist, notes = comparison(results)
+        lines += ['Fashion-MNIST, top-1 on the 10,000 test images (published results: '
+                  'all 60,000 training labels; "README": the dataset\'s benchmark '
+                  'table):',
+                  '', *fmnist, '', *notes, '']
+    lines += ['Every stage:', '', '| stage | metric | value | wall time |',
+              '|---|---|---|---|']
     lines += [f'| {" | ".join(r)} |' for r in table(results)]
+    missing = [s.name for s in STAGES if s.name not in results]
+    if missing:
+        lines.append(f'\nNot in this run (`--stages`): {", ".join(missing)}.')
     lines.append(f'\nTotal wall time: {total / 60:.1f} min (stages and pictures; after '
                  'set-up).')
     md = '\n'.join(lines) + '\n'
@@ -535,9 +562,10 @@ def main() -> None:
     ensure_shapes(roots['shapes'], **(QUICK_SHAPES if args.quick else SHAPES))
 
     results: Dict[str, dict] = {}
-    for i, stage in enumerate(STAGES, 1):
+    stages = selected_stages(args.stages)
+    for i, stage in enumerate(stages, 1):
         done = osp.join(args.work_dir, stage.name, 'result.json')
-        prefix = f'[demo {i}/{len(STAGES)}] {stage.name}: {stage.title}'
+        prefix = f'[demo {i}/{len(stages)}] {stage.name}: {stage.title}'
         if osp.exists(done) and not args.force:
             with open(done) as f:
                 results[stage.name] = json.load(f)
@@ -545,9 +573,6 @@ def main() -> None:
             continue
         print(f'{prefix} ...', flush=True)
         results[stage.name] = res = run_stage(stage, args, roots, results)
-        if stage.name == 'ft_full':
-            res['params'] = count_parameters(res['checkpoint'],
-                                             ('backbone.', 'neck.', 'head.'))
         with open(done, 'w') as f:
             json.dump(res, f)
         shown = ', '.join(f'{k} {v:.3f}' for k, v in res['metrics'].items())
