@@ -554,15 +554,16 @@ def main() -> None:
     os.makedirs(args.work_dir, exist_ok=True)
     roots = dict(fmnist=osp.abspath(args.fmnist_root),
                  shapes=osp.abspath(args.data_root or osp.join(args.work_dir, 'data')))
+    stages = selected_stages(args.stages)
     print(f'[demo] Fashion-MNIST in {roots["fmnist"]}', flush=True)
     fetch_fashion_mnist(roots['fmnist'])
-    print(f'[demo] shapes data in {roots["shapes"]}', flush=True)
-    sys.path.insert(0, ROOT)
-    from hivit_mm.datasets import ensure_shapes
-    ensure_shapes(roots['shapes'], **(QUICK_SHAPES if args.quick else SHAPES))
+    if any(s.data == 'shapes' for s in stages):
+        print(f'[demo] shapes data in {roots["shapes"]}', flush=True)
+        sys.path.insert(0, ROOT)
+        from hivit_mm.datasets import ensure_shapes
+        ensure_shapes(roots['shapes'], **(QUICK_SHAPES if args.quick else SHAPES))
 
     results: Dict[str, dict] = {}
-    stages = selected_stages(args.stages)
     for i, stage in enumerate(stages, 1):
         done = osp.join(args.work_dir, stage.name, 'result.json')
         prefix = f'[demo {i}/{len(stages)}] {stage.name}: {stage.title}'
