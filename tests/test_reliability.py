@@ -434,3 +434,44 @@ def test_empty_dataset_refused() -> None:
         ReliableRunner.build_dataloader(
             dict(dataset=[], sampler=dict(type='DefaultSampler', shuffle=False),
                  batch_size=1))
+
+
+# ------------------------------------------------------ 8. geometry never guessed
+def test_sincos_tables_follow_rows_and_columns_of_any_grid() -> None:
+    from mmpretrain.models.utils import build_2d_sincos_position_embedding
+
+    from hivit_mm.models import ClsFreeMAEDecoder, MaskedHiViT
+    encoder = MaskedHiViT(arch=dict(embed_dims=32, depths=(1, 1, 2), num_heads=2),
+                          img_size=(64, 128))  # 4 x 8 units
+    encoder.init_weights()
+    decoder = ClsFreeMAEDecoder(num_patches=(4, 8), embed_dim=32, decoder_embed_dim=16,
+                                decoder_depth=1, decoder_num_heads=2)
+    decoder.init_weights()
+    for table, dim in ((encoder.pos_embed, 32), (decoder.decoder_pos_embed, 16)):
+        # token (r, c) of the 4x8 grid has the code of token (r, c) of an 8x8 grid
+        square = build_2d_sincos_position_embedding(8, dim)[0].reshape(8, 8, dim)
+        assert torch.equal(table[0].reshape(4, 8, dim), square[:4])
+        # mmpretrain's own 4x8 table gives 28 of the 32 tokens another one's code
+        theirs = build_2d_sincos_position_embedding((4, 8), dim)[0]
+        assert (theirs != table[0]).any(dim=1).sum() == 28
+    # square grids: mmpretrain's table exactly (checkpoints unchanged)
+    square = MaskedHiViT(arch=dict(embed_dims=32, depths=(1, 1, 2), num_heads=2),
+                         img_size=64)
+    square.init_weights()
+    assert torch.equal(square.pos_embed, build_2d_sincos_position_embedding(4, 32))
+    with pytest.raises(ValueError, match='num_patches=32 is not a square grid'):
+        ClsFreeMAEDecoder(num_patches=32, embed_dim=32, decoder_embed_dim=16,
+                          decoder_depth=1, decoder_num_heads=2)
+
+
+def test_frozen_main_stage_is_deterministic() -> None:
+    from hivit_mm.models import HiViT
+    torch.manual_seed(0)
+    model = HiViT(arch=dict(embed_dims=32, depths=(1, 1, 2), num_heads=2), img_size=32,
+                  drop_rate=0.5, frozen_stages=2)
+    model.init_weights()
+    model.train()
+    x = torch.randn(2, 3, 32, 32)
+    first, second = model(x)[-1], model(x)[-1]
+    assert torch.equal(first, second)
+    assert not model.pos_drop.training

@@ -9,6 +9,8 @@ Each concept is defined once here, as timm keeps its relative-position helpers i
 * the Swin relative-position index (:func:`relative_index` from coordinates, and its
   grid form :func:`relative_position_index`) and the resizing of a relative-bias table
   to another grid (:func:`resize_rel_pos_bias_table`);
+* the fixed 2-D sin-cos position embedding of MAE, per row and column of any grid
+  (:func:`sincos_position_embedding`);
 * random masking of units (:func:`random_unit_masking`, MAE's per-sample masking, He et
   al., arXiv 2111.06377, Sec. 3), the ``mask_ratio`` check and the ``mask`` argument of
   the encoders' ``forward`` (:func:`use_masking`);
@@ -25,8 +27,8 @@ import torch.nn.functional as F
 __all__ = [
     'to_2tuple', 'unit_grid', 'relative_index', 'relative_position_index',
     'table_window', 'geometric_ratio', 'resize_rel_pos_bias_table', 'RESIZE_MODES',
-    'check_mask_ratio', 'random_unit_masking', 'use_masking', 'select_arch',
-    'normalize_out_indices'
+    'sincos_position_embedding', 'check_mask_ratio', 'random_unit_masking',
+    'use_masking', 'select_arch', 'normalize_out_indices'
 ]
 
 #: Modes of :func:`resize_rel_pos_bias_table`.
@@ -242,6 +244,42 @@ def resize_rel_pos_bias_table(table: torch.Tensor,
     img = table.float().t().reshape(1, heads, sh, sw)  # 1, heads, 2Hs-1, 2Ws-1
     img = F.interpolate(img, size=(dh, dw), mode='bicubic', align_corners=False)
     return img.reshape(heads, dh * dw).t().to(table.dtype)  # (2Hd-1)(2Wd-1), heads
+
+
+def sincos_position_embedding(grid: Tuple[int, int], dim: int,
+                              temperature: float = 10000.) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embedding of a ``(h, w)`` grid, row-major tokens.
+
+    Token ``(r, c)`` (index ``r * w + c``) gets ``[sin(r * omega), cos(r * omega),
+    sin(c * omega), cos(c * omega)]`` with ``omega_k = temperature ** (-k / (dim / 4))``
+    (MAE, facebookresearch/mae ``util/pos_embed.py``). On square grids this equals
+    mmpretrain's ``build_2d_sincos_position_embedding`` bit for bit (whose row/column
+    halves are transposed relative to the MAE release), so existing checkpoints are
+    unchanged; on other grids mmpretrain's table is scrambled (its ``meshgrid`` flattens
+    the grid column-major), this one is not.
+
+    Args:
+        grid (tuple[int, int]): ``(h, w)``.
+        dim (int): Channels, a multiple of 4.
+        temperature (float): Defaults to 10000.
+
+    Returns:
+        torch.Tensor: ``(1, h * w, dim)``, float32.
+
+    Raises:
+        ValueError: If ``dim`` is not a multiple of 4.
+    """
+    if dim % 4:
+        raise ValueError(f'the sin-cos embedding needs channels divisible by 4, got {dim}')
+    h, w = grid
+    omega = torch.arange(dim // 4, dtype=torch.float32) / (dim // 4)
+    omega = 1. / (temperature**omega)  # dim/4
+    rows = torch.arange(h, dtype=torch.float32).repeat_interleave(w)  # h*w: r of token
+    cols = torch.arange(w, dtype=torch.float32).repeat(h)  # h*w: c of token
+    out_r = torch.einsum('m,d->md', [rows, omega])  # h*w, dim/4
+    out_c = torch.einsum('m,d->md', [cols, omega])  # h*w, dim/4
+    return torch.cat([out_r.sin(), out_r.cos(), out_c.sin(), out_c.cos()],
+                     dim=1)[None]  # 1, h*w, dim
 
 
 # ----------------------------------------------------------------------------

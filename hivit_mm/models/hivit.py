@@ -680,8 +680,10 @@ class HiViT(BaseModule):
                 m.eval()
                 for p in m.parameters():
                     p.requires_grad = False
-            if stage == MAIN_STAGE and self.pos_embed is not None:
-                self.pos_embed.requires_grad = False
+            if stage == MAIN_STAGE:  # frozen means deterministic: no dropout either
+                self.pos_drop.eval()
+                if self.pos_embed is not None:
+                    self.pos_embed.requires_grad = False
 
     def train(self, mode: bool = True) -> 'HiViT':
         super().train(mode)

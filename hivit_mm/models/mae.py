@@ -18,16 +18,17 @@ unchanged through configs. This module adds only what they lack:
 The masking itself (:func:`~hivit_mm.models.geometry.random_unit_masking`) is shared with
 GreenMIM and lives in :mod:`hivit_mm.models.geometry`.
 """
+import math
 from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmpretrain.models.necks import MAEPretrainDecoder
-from mmpretrain.models.utils import build_2d_sincos_position_embedding
 
 from hivit_mm.registry import MODELS
 from .attention import attention
-from .geometry import check_mask_ratio, random_unit_masking, unit_grid, use_masking
+from .geometry import (check_mask_ratio, random_unit_masking, sincos_position_embedding,
+                       unit_grid, use_masking)
 from .hivit import UNIT_SIZE, HiViT
 
 __all__ = ['MaskedHiViT', 'ClsFreeMAEDecoder']
@@ -100,8 +101,7 @@ class MaskedHiViT(HiViT):
     def init_weights(self) -> None:
         """Official initialisation, then the fixed sin-cos absolute embedding."""
         super().init_weights()
-        self.pos_embed.data.copy_(
-            build_2d_sincos_position_embedding(self.grid, self.embed_dims))
+        self.pos_embed.data.copy_(sincos_position_embedding(self.grid, self.embed_dims))
 
     def forward(self,
                 x: torch.Tensor,
@@ -145,7 +145,9 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
     that attention runs through :func:`~hivit_mm.models.attention.attention`.
 
     Args:
-        num_patches (int): Units per image ``L`` (a square grid). Defaults to 196.
+        num_patches (int | tuple[int, int]): Units per image ``L`` of a square grid,
+            or the grid ``(h, w)`` itself (needed for any other grid: the sin-cos
+            table is built per row and column). Defaults to 196.
         patch_size (int): Unit side in pixels. Defaults to 16.
         in_chans (int): Defaults to 3.
         embed_dim (int): Encoder output channels. Defaults to 1024.
@@ -155,10 +157,13 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
         mlp_ratio (float): Defaults to 4.
         norm_cfg (dict, optional): Defaults to LayerNorm with eps 1e-6.
         init_cfg (dict, optional): Defaults to None.
+
+    Raises:
+        ValueError: If ``num_patches`` is an int that is not a square.
     """
 
     def __init__(self,
-                 num_patches: int = 196,
+                 num_patches: Union[int, Tuple[int, int]] = 196,
                  patch_size: int = 16,
                  in_chans: int = 3,
                  embed_dim: int = 1024,
@@ -168,8 +173,16 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
                  mlp_ratio: float = 4.,
                  norm_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if isinstance(num_patches, int):
+            side = math.isqrt(num_patches)
+            if side * side != num_patches:
+                raise ValueError(
+                    f'num_patches={num_patches} is not a square grid; give the grid '
+                    'as num_patches=(h, w) so the sin-cos table is built for it')
+            num_patches = (side, side)
+        grid = tuple(num_patches)
         super().__init__(
-            num_patches=num_patches,
+            num_patches=grid[0] * grid[1],
             patch_size=patch_size,
             in_chans=in_chans,
             embed_dim=embed_dim,
@@ -179,8 +192,9 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
             mlp_ratio=mlp_ratio,
             norm_cfg=norm_cfg or dict(type='LN', eps=1e-6),
             init_cfg=init_cfg)
+        self.grid = grid  # (h, w) units
         self.decoder_pos_embed = nn.Parameter(
-            torch.zeros(1, num_patches, decoder_embed_dim), requires_grad=False)
+            torch.zeros(1, self.num_patches, decoder_embed_dim), requires_grad=False)
         for block in self.decoder_blocks:  # mmpretrain's MultiheadAttention calls the
             # kernel it holds in this attribute (SDPA); give it ours, same signature
             block.attn.scaled_dot_product_attention = attention
@@ -188,9 +202,8 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
     def init_weights(self) -> None:
         """Sin-cos embedding without a class-token slot; mask token N(0, 0.02)."""
         super(MAEPretrainDecoder, self).init_weights()
-        side = int(self.num_patches**.5)
         self.decoder_pos_embed.data.copy_(
-            build_2d_sincos_position_embedding(side, self.decoder_pos_embed.shape[-1]))
+            sincos_position_embedding(self.grid, self.decoder_pos_embed.shape[-1]))
         nn.init.normal_(self.mask_token, std=.02)
 
     def forward(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
