@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 from typing import Dict, List
@@ -475,3 +476,46 @@ def test_frozen_main_stage_is_deterministic() -> None:
     first, second = model(x)[-1], model(x)[-1]
     assert torch.equal(first, second)
     assert not model.pos_drop.training
+
+
+def test_position_tables_are_resized_from_the_grid_they_were_saved_for(
+        tmp_path: Path) -> None:
+    from mmpretrain.models.utils import resize_pos_embed
+
+    from hivit_mm.models import HiViT
+    from hivit_mm.models.geometry import resize_rel_pos_bias_table
+    arch = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
+    source = HiViT(arch=arch, img_size=(64, 256), use_rel_pos_bias=True)  # 4 x 16 units
+    source.init_weights()
+    saved = source.state_dict()
+    assert saved._metadata['']['grid'] == [4, 16]
+    table = 'blocks.0.attn.relative_position_bias_table'
+    torch.save(dict(state_dict=OrderedDict(
+        (f'backbone.{k}', v) for k, v in saved.items())), tmp_path / 'plain.pth')
+    ckpt = dict(state_dict=OrderedDict((f'backbone.{k}', v) for k, v in saved.items()))
+    ckpt['state_dict']._metadata = OrderedDict(
+        (f'backbone.{k}' if k else 'backbone', v) for k, v in saved._metadata.items())
+    torch.save(ckpt, tmp_path / 'recorded.pth')
+    # 4x16 into 8x8 (the same 64 tokens, read as 8x8 before) and into 16x4 (the same
+    # shapes, loaded unchanged before): resized from 4x16, by load_state_dict (resume,
+    # load_from) and by init_cfg alike
+    for img_size, grid in ((128, (8, 8)), ((256, 64), (16, 4))):
+        expected_pe = resize_pos_embed(saved['pos_embed'], (4, 16), grid, mode='bicubic',
+                                       num_extra_tokens=0)
+        expected_table = resize_rel_pos_bias_table(saved[table], (4, 16), grid)
+        target = HiViT(arch=arch, img_size=img_size, use_rel_pos_bias=True)
+        target.load_state_dict(saved)
+        assert torch.equal(target.pos_embed.data, expected_pe)
+        assert torch.equal(target.state_dict()[table], expected_table)
+        target = HiViT(arch=arch, img_size=img_size, use_rel_pos_bias=True,
+                       init_cfg=dict(type='Pretrained', prefix='backbone.',
+                                     checkpoint=str(tmp_path / 'recorded.pth')))
+        target.init_weights()
+        assert torch.equal(target.pos_embed.data, expected_pe)
+    # without the record, a table of another size must be of a square grid (as every
+    # released checkpoint): the 4x16 relative table (7 x 31 rows) is refused
+    target = HiViT(arch=arch, img_size=(64, 128), use_rel_pos_bias=True,
+                   init_cfg=dict(type='Pretrained', prefix='backbone.',
+                                 checkpoint=str(tmp_path / 'plain.pth')))
+    with pytest.raises(ValueError, match=f'{table}: .* got 217; resize it explicitly'):
+        target.init_weights()

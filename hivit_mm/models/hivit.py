@@ -381,14 +381,24 @@ class PatchEmbed(nn.Module):
 def resize_position_tables(state: Dict[str, torch.Tensor],
                            grid: Tuple[int, int],
                            pos_grid: Optional[Tuple[int, int]] = None,
-                           rel_mode: str = 'geometric') -> Dict[str, torch.Tensor]:
+                           rel_mode: str = 'geometric',
+                           src_grid: Optional[Sequence[int]] = None,
+                           src_pos_grid: Optional[Sequence[int]] = None
+                           ) -> Dict[str, torch.Tensor]:
     """Resize the position tables of a HiViT state dict saved for another grid.
 
     The one place where learned tables change size, run on every load (strict
     loading, resume, ``load_from``) through :class:`HiViT`'s ``load_state_dict``
-    pre-hook, as mmpretrain resizes in a load hook. Saved grids are taken to be square;
-    ``pos_embed`` is resized bicubically (mmpretrain's ``resize_pos_embed``), relative
-    tables by :func:`~hivit_mm.models.geometry.resize_rel_pos_bias_table`.
+    pre-hook, as mmpretrain resizes in a load hook. ``pos_embed`` is resized bicubically
+    (mmpretrain's ``resize_pos_embed``), relative tables by
+    :func:`~hivit_mm.models.geometry.resize_rel_pos_bias_table`.
+
+    The grid the tables were made for is never guessed from a token count when it is
+    known: :class:`HiViT` records them in the metadata of every state dict it saves
+    (``grid`` and ``pos_grid``), so a 4x16 table is resized as 4x16 (and a 16x4 one into a 4x16 model
+    is resized although its shape fits). Tables saved without the record (by other
+    code, or before it existed) are taken to be of this model's grid when their size
+    fits it, and of a square grid otherwise (every released HiViT checkpoint is).
 
     Args:
         state (dict[str, torch.Tensor]): HiViT keys, prefix removed.
@@ -397,23 +407,39 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
             Defaults to ``grid``.
         rel_mode (str): ``mode`` of ``resize_rel_pos_bias_table``. Defaults to
             ``'geometric'`` (the official segmentation loader).
+        src_grid (Sequence[int], optional): ``(h, w)`` the relative tables were saved
+            for, if recorded. Defaults to None.
+        src_pos_grid (Sequence[int], optional): ``(h, w)`` the absolute table was saved
+            for, if recorded. Defaults to ``src_grid``.
 
     Returns:
         dict[str, torch.Tensor]: A new dict, tables resized.
 
     Raises:
-        ValueError: If a saved table is not of a square grid.
+        ValueError: If a table does not fit the recorded grid, or, unrecorded and of
+            another size than this model's, is not of a square grid.
     """
     state = dict(state)
-    pos_grid = pos_grid or grid
+    pos_grid = tuple(pos_grid or grid)
+    src = None if src_grid is None else tuple(int(n) for n in src_grid)
+    src_pos = src if src_pos_grid is None else tuple(int(n) for n in src_pos_grid)
     pe = state.get('pos_embed')
-    if pe is not None and pe.shape[1] != pos_grid[0] * pos_grid[1]:
-        src = _square_grid(pe.shape[1], 'pos_embed')
-        state['pos_embed'] = resize_pos_embed(pe, src, pos_grid, mode='bicubic',
-                                              num_extra_tokens=0)  # 1, h*w, C
+    if pe is not None:
+        if src_pos is not None and pe.shape[1] != src_pos[0] * src_pos[1]:
+            raise ValueError(f'pos_embed has {pe.shape[1]} tokens but was saved for the '
+                             f'grid {src_pos}')
+        pe_src = src_pos or (pos_grid if pe.shape[1] == pos_grid[0] * pos_grid[1] else
+                             _square_grid(pe.shape[1], 'pos_embed'))
+        if pe_src != pos_grid:
+            state['pos_embed'] = resize_pos_embed(pe, pe_src, pos_grid, mode='bicubic',
+                                                  num_extra_tokens=0)  # 1, h*w, C
     size = (2 * grid[0] - 1) * (2 * grid[1] - 1)
     for k, t in state.items():
-        if k.endswith('relative_position_bias_table') and t.shape[0] != size:
+        if not k.endswith('relative_position_bias_table'):
+            continue
+        if src is not None:
+            state[k] = resize_rel_pos_bias_table(t, src, grid, rel_mode)
+        elif t.shape[0] != size:
             side = table_window(t.shape[0], k)
             state[k] = resize_rel_pos_bias_table(t, (side, side), grid, rel_mode)
     return state
@@ -623,6 +649,7 @@ class HiViT(BaseModule):
             for i in self.out_indices
         }) if out_norm else None
         self._freeze_stages()
+        self.register_state_dict_post_hook(self._record_grid)
 
     # -- weights --------------------------------------------------------------
     def init_weights(self) -> None:
@@ -646,19 +673,33 @@ class HiViT(BaseModule):
             init_pretrained(self, self.init_cfg)
         self._is_init = True
 
-    def resize_position_tables(self, state: Dict[str, torch.Tensor]
+    def resize_position_tables(self, state: Dict[str, torch.Tensor],
+                               saved_grids: Optional[dict] = None
                                ) -> Dict[str, torch.Tensor]:
         """:func:`resize_position_tables` to this model's grids, with its
-        ``rel_pos_resize`` (used by strict loading, :mod:`hivit_mm.models.loading`, and
-        the ``load_state_dict`` pre-hook)."""
+        ``rel_pos_resize``, from the grids the tables were saved for if recorded (used
+        by strict loading, :mod:`hivit_mm.models.loading`, and the ``load_state_dict``
+        pre-hook)."""
+        saved_grids = saved_grids or {}
+        src_grid, src_pos_grid = saved_grids.get('grid'), saved_grids.get('pos_grid')
         return resize_position_tables(state, self.grid, self.pos_grid,
-                                      self.rel_pos_resize)
+                                      self.rel_pos_resize, src_grid, src_pos_grid)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+    @staticmethod
+    def _record_grid(module: 'HiViT', state_dict, prefix: str, local_metadata: dict
+                     ) -> None:
+        """State-dict hook: record the grid the position tables are made for."""
+        local_metadata['grid'] = list(module.grid)
+        local_metadata['pos_grid'] = list(module.pos_grid)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args,
+                              **kwargs) -> None:
         own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        for k, v in self.resize_position_tables(own).items():
+        resized = self.resize_position_tables(own, local_metadata)
+        for k, v in resized.items():
             state_dict[prefix + k] = v
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args,
+                                      **kwargs)
 
     # -- freezing and layer-wise lr decay ------------------------------------
     def _stage_modules(self, stage: int) -> List[nn.Module]:

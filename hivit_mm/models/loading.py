@@ -19,12 +19,13 @@ Position tables saved for another grid are resized by the model's own
 ``resize_position_tables`` (the same code its ``load_state_dict`` pre-hook runs, as
 mmpretrain resizes in a load hook).
 """
+from collections import OrderedDict
 from typing import Dict, Mapping, Sequence, Set
 
 import torch
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_with_prefix
+from mmengine.runner.checkpoint import _load_checkpoint
 
 __all__ = [
     'unwrap_state_dict', 'read_pretrained', 'load_backbone_weights', 'init_pretrained'
@@ -53,13 +54,26 @@ def read_pretrained(checkpoint: str, prefix: str = '') -> Dict[str, torch.Tensor
             removed. Defaults to ``''``: the whole state dict, ``module.`` (DDP) removed.
 
     Returns:
-        dict[str, torch.Tensor]
+        OrderedDict[str, torch.Tensor]: With ``_metadata['']``, the saved metadata of the
+        module at ``prefix`` (e.g. the ``grid`` HiViT records for its position tables).
+
+    Raises:
+        KeyError: If no key starts with ``prefix``.
     """
-    if prefix:
-        return _load_checkpoint_with_prefix(prefix, checkpoint, map_location='cpu')
     state = unwrap_state_dict(_load_checkpoint(checkpoint, map_location='cpu'))
-    return {k[len('module.'):] if k.startswith('module.') else k: v
-            for k, v in state.items()}
+    metadata = getattr(state, '_metadata', None) or {}
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        out = OrderedDict((k[len(prefix):], v) for k, v in state.items()
+                          if k.startswith(prefix))
+        if not out:
+            raise KeyError(f'{prefix} is not in the pretrained model {checkpoint} (no '
+                           'key starts with it)')
+    else:
+        out = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                          for k, v in state.items())
+    out._metadata = OrderedDict({'': dict(metadata.get(prefix[:-1], {}))})
+    return out
 
 
 def _pretraining_keys(model_cls: type) -> Set[str]:
@@ -80,7 +94,8 @@ def load_backbone_weights(model: torch.nn.Module, state_dict: StateDict,
 
     Args:
         model (nn.Module): The backbone; may declare ``optional_keys`` and have a
-            ``resize_position_tables(state) -> state`` method (see the module docstring).
+            ``resize_position_tables(state, saved_metadata) -> state`` method (see the
+            module docstring).
         state_dict (dict[str, torch.Tensor]): Backbone keys, prefix removed.
         source (str): Where it came from, for messages. Defaults to ``'state_dict'``.
 
@@ -103,8 +118,9 @@ def load_backbone_weights(model: torch.nn.Module, state_dict: StateDict,
         if not any(part in k for k in state):
             fresh += [k for k in missing if part in k]
     missing = [k for k in missing if k not in fresh]
-    if hasattr(model, 'resize_position_tables'):
-        state = model.resize_position_tables(state)
+    if hasattr(model, 'resize_position_tables'):  # from the grid saved with them, if any
+        saved = (getattr(state_dict, '_metadata', None) or {}).get('', {})
+        state = model.resize_position_tables(state, saved)
     mismatched = sorted(f'{k}: checkpoint {tuple(state[k].shape)} vs model '
                         f'{tuple(own[k].shape)}' for k in set(state) & set(own)
                         if state[k].shape != own[k].shape)
