@@ -270,7 +270,8 @@ def sincos_position_embedding(grid: Tuple[int, int], dim: int,
         ValueError: If ``dim`` is not a multiple of 4.
     """
     if dim % 4:
-        raise ValueError(f'the sin-cos embedding needs channels divisible by 4, got {dim}')
+        raise ValueError(
+            f'the sin-cos embedding needs channels divisible by 4, got {dim}')
     h, w = grid
     omega = torch.arange(dim // 4, dtype=torch.float32) / (dim // 4)
     omega = 1. / (temperature**omega)  # dim/4

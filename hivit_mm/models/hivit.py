@@ -396,9 +396,10 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
     The grid the tables were made for is never guessed from a token count when it is
     known: :class:`HiViT` records them in the metadata of every state dict it saves
     (``grid`` and ``pos_grid``), so a 4x16 table is resized as 4x16 (and a 16x4 one
-    into a 4x16 model is resized although its shape fits). Tables saved without the record (by other
-    code, or before it existed) are taken to be of this model's grid when their size
-    fits it, and of a square grid otherwise (every released HiViT checkpoint is).
+    into a 4x16 model is resized although its shape fits). Tables saved without the
+    record (by other code, or before it existed) are taken to be of this model's grid
+    when their size fits it, and of a square grid otherwise (every released HiViT
+    checkpoint is).
 
     Args:
         state (dict[str, torch.Tensor]): HiViT keys, prefix removed.
