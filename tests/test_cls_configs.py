@@ -150,8 +150,8 @@ def test_finetune_loads_an_mae_encoder_through_its_init_cfg(tmp_path):
     torch.manual_seed(1)
     mae = MODELS.build(
         dict(type='MAE',
-             backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY), img_size=IMG,
-                           fuse_stem_features=True),
+             backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY),
+                           img_size=IMG, fuse_stem_features=True),
              neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=(IMG // 16)**2,
                        patch_size=16, embed_dim=7 * 32, decoder_embed_dim=16,
                        decoder_depth=1, decoder_num_heads=2),

@@ -14,7 +14,8 @@ MODES = ('masking', 'grouping', 'auto')
 
 def green(window: int, **kwargs) -> GreenSwin:
     """Tiny GreenSwin with random (non-trivial) weights, bias tables included."""
-    model = GreenSwin(arch=SWIN_TINY, window_size=window, out_indices=(0, 1, 2, 3), **kwargs)
+    model = GreenSwin(arch=SWIN_TINY, window_size=window, out_indices=(0, 1, 2, 3),
+                      **kwargs)
     gen = torch.Generator().manual_seed(window)
     with torch.no_grad():
         for p in model.parameters():

@@ -73,7 +73,8 @@ def tiny_pretrain_model(cfg: Config, window: int = 4, init: bool = True) -> nn.M
     init_default_scope(cfg.default_scope)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.update(arch=dict(SWIN_TINY), img_size=IMG, window_size=window)
-    model_cfg.neck.update(num_patches=(IMG // 32)**2, embed_dim=8 * SWIN_TINY['embed_dims'])
+    model_cfg.neck.update(
+        num_patches=(IMG // 32)**2, embed_dim=8 * SWIN_TINY['embed_dims'])
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     if init:
@@ -95,7 +96,8 @@ def tiny_classifier(cfg: Config, checkpoint: str) -> nn.Module:
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model_cfg.backbone.update(
-        arch=dict(SWIN_TINY), img_size=IMG, stage_cfgs=dict(block_cfgs=dict(window_size=4)))
+        arch=dict(SWIN_TINY), img_size=IMG,
+        stage_cfgs=dict(block_cfgs=dict(window_size=4)))
     model_cfg.backbone.init_cfg.checkpoint = checkpoint
     model_cfg.head.in_channels = 8 * SWIN_TINY['embed_dims']
     torch.manual_seed(0)

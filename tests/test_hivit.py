@@ -77,7 +77,8 @@ def test_large_is_mmpretrains_large():
 
 
 def test_bad_arch_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown HiViT arch 'huge'.*'base'.*'small'.*'tiny'"):
+    with pytest.raises(ValueError,
+                       match=r"unknown HiViT arch 'huge'.*'base'.*'small'.*'tiny'"):
         HiViT(arch='huge')
     with pytest.raises(ValueError, match='needs keys'):
         HiViT(arch=dict(embed_dims=32, depths=(1, 1, 2)))

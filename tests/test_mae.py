@@ -19,8 +19,8 @@ def tiny_mae(fuse=True, rpe=False, img=64):
     model = MODELS.build(
         dict(
             type='MAE',
-            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY), img_size=img,
-                          mask_ratio=0.75, fuse_stem_features=fuse,
+            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY),
+                          img_size=img, mask_ratio=0.75, fuse_stem_features=fuse,
                           use_rel_pos_bias=rpe),
             neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=(img // 16)**2,
                       patch_size=16, embed_dim=(7 if fuse else 1) * 32,
@@ -98,7 +98,8 @@ def _bookkeeping(decoder, num_patches=16, keep=4, dim=8):
     decoder.decoder_pos_embed.data.zero_()
     decoder.mask_token.data.fill_(-1.)
     ids_keep, mask, ids_restore = random_unit_masking(
-        2, num_patches, 1 - keep / num_patches, generator=torch.Generator().manual_seed(0))
+        2, num_patches, 1 - keep / num_patches,
+        generator=torch.Generator().manual_seed(0))
     feats = ids_keep[..., None].float().expand(-1, -1, dim)
     out = decoder(feats, ids_restore)[..., 0]
     expected = torch.where(mask.bool(), -1., torch.arange(num_patches).float())

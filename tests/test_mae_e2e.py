@@ -30,8 +30,8 @@ def test_mae_pretraining_loss_falls_and_reconstructions_are_drawn(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     scalars = next(work.glob('*/vis_data/scalars.json'))
-    losses = [json.loads(l)['loss'] for l in scalars.read_text().splitlines()
-              if '"loss"' in l]
+    losses = [json.loads(line)['loss'] for line in scalars.read_text().splitlines()
+              if '"loss"' in line]
     assert len(losses) == 120
     first, last = np.mean(losses[:5]), np.mean(losses[-10:])
     assert last < 0.8 * first, (first, last)

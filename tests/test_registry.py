@@ -5,8 +5,8 @@ from mmengine import registry as mmengine_registry
 from mmengine.registry import DefaultScope, init_default_scope
 
 import hivit_mm.registry as ours
-from hivit_mm.models import HiViT
 from conftest import HIVIT_TINY
+from hivit_mm.models import HiViT
 from hivit_mm.utils import register_all_modules
 
 TINY = dict(type='hivit_mm.HiViT', arch=dict(HIVIT_TINY), img_size=32)

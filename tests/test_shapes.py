@@ -13,8 +13,8 @@ import torch
 from mmengine.registry import init_default_scope
 
 from hivit_mm.datasets import (SEG_CLASSES, SHAPE_CLASSES, ensure_shapes,
-                               make_classification, make_detection,
-                               make_segmentation, make_shapes, shapes)
+                               make_classification, make_detection, make_segmentation,
+                               make_shapes, shapes)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_TRAIN, NUM_VAL = 12, 8

@@ -2,9 +2,9 @@
 """Tests of the standard tools: ``tools/{train,test}.py``, the ``dist_*``/``slurm_*``
 launchers and ``collect_env``.
 
-End-to-end tests (marker ``e2e``) run the tools as subprocesses on a tiny mmpretrain classifier
-(``tests/data/tiny_cls_config.py``) and a few 32x32 images of the shapes world, with
-``CUDA_VISIBLE_DEVICES=''``; the argument handling is also tested in-process.
+End-to-end tests (marker ``e2e``) run the tools as subprocesses on a tiny mmpretrain
+classifier (``tests/data/tiny_cls_config.py``) and a few 32x32 images of the shapes
+world, with ``CUDA_VISIBLE_DEVICES=''``; the argument handling is also tested in-process.
 """
 import importlib.metadata
 import importlib.util

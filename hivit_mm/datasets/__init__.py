@@ -6,8 +6,7 @@ The generated sets are read by the upstream dataset classes unchanged (mmpretrai
 registered here; see :mod:`hivit_mm.datasets.shapes` for layouts and configs.
 """
 from .shapes import (GENERATOR_VERSION, SEG_CLASSES, SHAPE_CLASSES, ensure_shapes,
-                     make_classification, make_detection, make_segmentation,
-                     make_shapes)
+                     make_classification, make_detection, make_segmentation, make_shapes)
 
 __all__ = [
     'SHAPE_CLASSES', 'SEG_CLASSES', 'GENERATOR_VERSION', 'make_classification',

@@ -83,6 +83,7 @@ from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
+
 from .convert import _OFFICIAL_DECODER_BLOCK, _rename, _rename_indexed
 from .geometry import relative_position_index, table_window
 from .loading import unwrap_state_dict

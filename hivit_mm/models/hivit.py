@@ -58,8 +58,7 @@ from mmpretrain.models.utils import LayerNorm2d, resize_pos_embed
 from hivit_mm.registry import MODELS
 from .attention import attention
 from .geometry import (normalize_out_indices, relative_position_index,
-                       resize_rel_pos_bias_table, select_arch, table_window,
-                       unit_grid)
+                       resize_rel_pos_bias_table, select_arch, table_window, unit_grid)
 from .loading import init_pretrained
 
 __all__ = [

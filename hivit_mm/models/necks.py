@@ -15,9 +15,9 @@ __all__ = ['MeanPoolLayerNorm', 'MeanPoolBatchNorm']
 class MeanPoolLayerNorm(BaseModule):
     """Global mean-pool, then LayerNorm: the official HiViT classifier's ``fc_norm``.
 
-    Pair it with mmpretrain's ``LinearClsHead`` for mean-pool -> LN -> linear. (mmpretrain's
-    ``GlobalAveragePooling`` has no norm, and a per-output norm in the backbone would
-    normalise tokens before pooling, which is a different function.)
+    Pair it with mmpretrain's ``LinearClsHead`` for mean-pool -> LN -> linear.
+    (mmpretrain's ``GlobalAveragePooling`` has no norm, and a per-output norm in the
+    backbone would normalise tokens before pooling, which is a different function.)
 
     Args:
         in_channels (int): Channels of the (last) input map.
@@ -31,7 +31,8 @@ class MeanPoolLayerNorm(BaseModule):
     def forward(self, inputs: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor]:
         """
         Args:
-            inputs (tuple[torch.Tensor]): Backbone maps; the last, ``(B, C, H, W)``, is used.
+            inputs (tuple[torch.Tensor]): Backbone maps; the last, ``(B, C, H, W)``, is
+                used.
 
         Returns:
             tuple[torch.Tensor]: ``((B, C), )``.

@@ -1,5 +1,5 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
-"""Multiply-accumulate counts (what papers report as "FLOPs") through mmengine's analyzer."""
+"""Multiply-accumulate counts (what papers report as "FLOPs"), by mmengine's analyzer."""
 from typing import Any, List, Sequence
 
 import torch

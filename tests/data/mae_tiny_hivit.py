@@ -1,9 +1,9 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 """A tiny HiViT-MAE for end-to-end tests: the real recipe
-(configs/mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py: 75% of 16-px units masked,
-fused stem features, fixed sin-cos embeddings, cls-free decoder, normalised-pixel loss on
-masked units) with a 32-wide HiViT on 64-px shapes images, 120 iterations of batch 16,
-full precision. The data root is given on the command line
+(configs/mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py: 75% of 16-px units
+masked, fused stem features, fixed sin-cos embeddings, cls-free decoder, normalised-pixel
+loss on masked units) with a 32-wide HiViT on 64-px shapes images, 120 iterations of
+batch 16, full precision. The data root is given on the command line
 (``--cfg-options train_dataloader.dataset.data_root=DIR``, a tree written by
 ``hivit_mm.datasets.make_classification``)."""
 _base_ = '../../configs/mae/mae_hivit-base-p16-hifeat_8xb512-amp-coslr-400e_in1k.py'

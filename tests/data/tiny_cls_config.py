@@ -2,11 +2,12 @@
 """A tiny HiViT image classifier for the tools' tests (seconds per run on a CPU).
 
 mmpretrain's ImageClassifier with a 32-wide HiViT (depths 1, 1, 2; relative position
-bias) and the official head (mean-pool, LayerNorm, linear) on 32x32 images of the built-in shapes world, an
-iteration-based loop of 2 iterations with a checkpoint and a validation at iteration 2.
-The data root is given on the command line, e.g. ``--cfg-options
-train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
-test_dataloader.dataset.data_root=DIR``, where ``DIR`` was written by
+bias) and the official head (mean-pool, LayerNorm, linear) on 32x32 images of the
+built-in shapes world, an iteration-based loop of 2 iterations with a checkpoint and a
+validation at iteration 2. The data root is given on the command line, e.g.
+``--cfg-options train_dataloader.dataset.data_root=DIR
+val_dataloader.dataset.data_root=DIR test_dataloader.dataset.data_root=DIR``, where
+``DIR`` was written by
 ``hivit_mm.datasets.make_classification(DIR, num_train, num_val, img_size=32)``.
 """
 _base_ = [
