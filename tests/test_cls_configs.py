@@ -261,7 +261,7 @@ def test_finetune_recipe():
 
     ow = cfg.optim_wrapper
     assert ow.type == 'AmpOptimWrapper' and ow.clip_grad is None
-    assert ow.constructor == 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
+    assert ow.constructor == 'hivit_mm.LayerDecayOptimWrapperConstructor'
     assert ow.paramwise_cfg == dict(layer_decay_rate=0.85,
                                     layer_numbering='per_block')  # nothing inherited
     opt = ow.optimizer

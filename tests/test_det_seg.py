@@ -175,7 +175,7 @@ def test_det_configs_feed_fpn_the_backbone_pyramid(path: Path) -> None:
     assert head.norm_cfg.type == 'SyncBN'
     ow = cfg.optim_wrapper
     assert ow.type == 'AmpOptimWrapper'
-    assert ow.constructor == 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
+    assert ow.constructor == 'hivit_mm.LayerDecayOptimWrapperConstructor'
     assert ow.paramwise_cfg == dict(layer_decay_rate=0.9)  # depth from the backbone
     assert ow.optimizer == dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)
@@ -219,7 +219,7 @@ def test_seg_configs_feed_upernet_the_backbone_pyramid(path: Path) -> None:
         type='Pretrained', checkpoint=cfg.checkpoint, prefix='backbone.')
     ow = cfg.optim_wrapper
     assert ow.type == 'AmpOptimWrapper'
-    assert ow.constructor == 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
+    assert ow.constructor == 'hivit_mm.LayerDecayOptimWrapperConstructor'
     assert ow.paramwise_cfg == dict(layer_decay_rate=0.75)
     warmup, poly = cfg.param_scheduler
     assert (warmup.type, warmup.start_factor, poly.type, poly.power, poly.eta_min) == (
@@ -558,7 +558,7 @@ def test_train_then_test_end_to_end(kind: str, tmp_path: Path,
                 *options])
     losses = _losses(work_dir)
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
-    assert 'HiViTLayerDecayOptimWrapperConstructor: layer_decay_rate' in out
+    assert 'LayerDecayOptimWrapperConstructor: layer_decay_rate' in out
     for key in keys:  # validation at the last iteration
         assert 0 <= _metric(out, key) <= 100
     ckpt = work_dir / 'iter_4.pth'

@@ -32,7 +32,7 @@ from mmpretrain.structures import DataSample
 
 from conftest import SWIN_TINY, cpu_optim_wrapper, mmpretrain_swin, param_settings
 from hivit_mm.datasets import make_classification
-from hivit_mm.models.convert_swin import (convert_hivit_mm_greenmim,
+from hivit_mm.models.convert_greenmim import (convert_hivit_mm_greenmim,
                                           convert_official_greenmim,
                                           merging_channels_to_mmcv)
 from hivit_mm.models.geometry import relative_position_index
@@ -295,7 +295,7 @@ def test_finetune_recipe():
     assert ow.optimizer.get('betas', (0.9, 0.999)) == (0.9, 0.999)
     assert ow.optimizer.lr == pytest.approx(2.5e-3)
     assert ow.clip_grad == dict(max_norm=5.0)
-    assert ow.constructor == 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
+    assert ow.constructor == 'hivit_mm.LayerDecayOptimWrapperConstructor'
     assert ow.paramwise_cfg == dict(layer_decay_rate=0.9)
     warmup, cosine = cfg.param_scheduler
     assert (warmup.type, warmup.begin, warmup.end) == ('LinearLR', 0, 20)

@@ -20,11 +20,11 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from conftest import HIVIT_TINY, param_settings
-from hivit_mm.engine import HiViTLayerDecayOptimWrapperConstructor
+from hivit_mm.engine import LayerDecayOptimWrapperConstructor
 
 NUM_LAYERS = HIVIT_TINY['depths'][2] + 2  # stem, 2 blocks, everything else
 BASE_LR, WD, RATE = 1e-3, 0.05, 0.75
-CONSTRUCTOR = 'hivit_mm.HiViTLayerDecayOptimWrapperConstructor'
+CONSTRUCTOR = 'hivit_mm.LayerDecayOptimWrapperConstructor'
 
 
 def classifier(**backbone) -> nn.Module:
@@ -174,7 +174,7 @@ def test_custom_keys_multiply_lr_and_set_decay():
 
 def test_model_wrapper_is_unwrapped():
     model = classifier()
-    constructor = HiViTLayerDecayOptimWrapperConstructor(
+    constructor = LayerDecayOptimWrapperConstructor(
         dict(optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=WD)),
         dict(layer_decay_rate=RATE))
     params = []
@@ -226,7 +226,7 @@ def test_groups_are_logged_one_line_per_layer():
 
 # -- rejected configurations ---------------------------------------------------------
 def make(paramwise=None, optimizer=None):
-    return HiViTLayerDecayOptimWrapperConstructor(
+    return LayerDecayOptimWrapperConstructor(
         dict(optimizer=optimizer or dict(type='AdamW', lr=BASE_LR, weight_decay=WD)),
         paramwise)
 

@@ -36,8 +36,11 @@ def test_unscoped_type_builds_in_the_hivit_mm_scope():
     assert DefaultScope.get_current_instance().scope_name == 'hivit_mm'
     assert isinstance(ours.MODELS.build(dict(TINY, type='HiViT')), HiViT)
     constructor = ours.OPTIM_WRAPPER_CONSTRUCTORS.get(
-        'HiViTLayerDecayOptimWrapperConstructor')
+        'LayerDecayOptimWrapperConstructor')
     assert constructor.__module__ == 'hivit_mm.engine.optimizers'
+    # the name of earlier releases still builds it (existing configs)
+    assert ours.OPTIM_WRAPPER_CONSTRUCTORS.get(
+        'HiViTLayerDecayOptimWrapperConstructor') is constructor
 
 
 def test_no_name_clashes_with_upstream_registries():

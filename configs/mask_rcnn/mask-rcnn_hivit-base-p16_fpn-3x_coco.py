@@ -87,7 +87,7 @@ optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
+    constructor='hivit_mm.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.9))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=500),

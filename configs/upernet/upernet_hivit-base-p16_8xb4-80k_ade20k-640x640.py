@@ -79,7 +79,7 @@ optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
+    constructor='hivit_mm.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.75))
 max_iters = 80000
 warmup_iters = 750

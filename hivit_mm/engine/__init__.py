@@ -3,11 +3,11 @@
 from .amp import BF16OptimWrapper
 from .hooks import AtomicCheckpointHook, NonFiniteLossError, NonFiniteLossHook
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
-from .optimizers import HiViTLayerDecayOptimWrapperConstructor
+from .optimizers import LayerDecayOptimWrapperConstructor
 from .runner import ReliableRunner
 
 __all__ = [
-    'BF16OptimWrapper', 'HiViTLayerDecayOptimWrapperConstructor', 'ReliableRunner',
+    'BF16OptimWrapper', 'LayerDecayOptimWrapperConstructor', 'ReliableRunner',
     'NonFiniteLossHook', 'NonFiniteLossError', 'AtomicCheckpointHook',
     'ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop'
 ]

@@ -1,5 +1,5 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
-"""Layer-wise learning-rate decay for models with a HiViT (or any depth-aware) backbone.
+"""Layer-wise learning-rate decay for models with any depth-aware backbone (HiViT, Swin).
 
 One optimizer-wrapper constructor serves every task. It asks the model's *backbone* for
 the depth of each parameter, ``model.backbone.get_layer_depth(name, prefix='backbone.')``,
@@ -11,7 +11,7 @@ Select it in a config with::
 
     optim_wrapper = dict(
         optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
-        constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
+        constructor='hivit_mm.LayerDecayOptimWrapperConstructor',
         paramwise_cfg=dict(layer_decay_rate=0.85))
 """
 import logging
@@ -26,7 +26,10 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from hivit_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-__all__ = ['HiViTLayerDecayOptimWrapperConstructor', 'NO_DECAY_SUFFIXES']
+__all__ = [
+    'LayerDecayOptimWrapperConstructor', 'HiViTLayerDecayOptimWrapperConstructor',
+    'NO_DECAY_SUFFIXES'
+]
 
 #: A parameter whose own name (the part after the last ``.``) ends with one of these gets
 #: no weight decay, whatever its shape: absolute position embeddings (``pos_embed``,
@@ -37,7 +40,7 @@ NO_DECAY_SUFFIXES: Tuple[str, ...] = ('pos_embed', 'relative_position_bias_table
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class HiViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Optimizer-wrapper constructor with layer-wise learning-rate decay.
 
     The backbone numbers its layers: ``get_layer_depth(name, prefix)`` returns
@@ -223,3 +226,10 @@ class HiViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             desc = ', '.join(f'{n} {kind}' for kind, n in counts.items())
             print_log(f'  layer {layer_id}: lr scale {scale:.4g}, params: {desc}',
                       logger='current', level=logging.INFO)
+
+
+# Its earlier name, kept so that configs written with it still load.
+HiViTLayerDecayOptimWrapperConstructor = LayerDecayOptimWrapperConstructor
+OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+    name='HiViTLayerDecayOptimWrapperConstructor',
+    module=LayerDecayOptimWrapperConstructor)

@@ -1,17 +1,17 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 """Convert a GreenMIM Swin checkpoint to mmpretrain's SwinTransformer keys.
 
-A thin shell around :mod:`hivit_mm.models.convert_swin`, which documents the key
+A thin shell around :mod:`hivit_mm.models.convert_greenmim`, which documents the key
 mapping:
 
 * ``--source ours`` (default): a hivit_mm pre-training checkpoint (mmpretrain ``MAE``
   with ``hivit_mm.GreenSwin``); the encoder is kept, the decoder dropped
-  (:func:`~hivit_mm.models.convert_swin.convert_hivit_mm_greenmim`).
+  (:func:`~hivit_mm.models.convert_greenmim.convert_hivit_mm_greenmim`).
 * ``--source official``: a checkpoint of the authors' release (LayneH/GreenMIM), with
   the PatchMerging channel permutation of ``--patch-merging-order`` (``row_first`` for
   the released 2022 checkpoints, ``swin`` for ones trained with the release's code of
   2023) and bias tables for the target ``--window-size``
-  (:func:`~hivit_mm.models.convert_swin.convert_official_greenmim`).
+  (:func:`~hivit_mm.models.convert_greenmim.convert_official_greenmim`).
 
 The output, ``{'state_dict': ..., 'meta': ...}`` with ``backbone.*`` keys, is the
 ``checkpoint`` of a fine-tuning config's backbone ``init_cfg=dict(type='Pretrained',
@@ -34,7 +34,7 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-from hivit_mm.models.convert_swin import (PATCH_MERGING_ORDERS, convert_hivit_mm_greenmim,
+from hivit_mm.models.convert_greenmim import (PATCH_MERGING_ORDERS, convert_hivit_mm_greenmim,
                                           convert_official_greenmim)
 from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
                                        save_checkpoint_atomic)

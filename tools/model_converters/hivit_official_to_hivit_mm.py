@@ -1,7 +1,7 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 """Convert an official HiViT checkpoint (zhangxiaosong18/hivit) to hivit_mm.
 
-A thin shell around :func:`hivit_mm.models.convert.convert_official_hivit`, which
+A thin shell around :func:`hivit_mm.models.convert_hivit.convert_official_hivit`, which
 documents the key mapping. The output, ``{'state_dict': ..., 'meta': ...}``, loads with
 ``strict=True`` into an mmpretrain ``ImageClassifier`` (classification checkpoints) or
 ``MAE`` (pre-training checkpoints) built from hivit_mm modules, and serves as
@@ -20,7 +20,7 @@ import os.path as osp
 from typing import List, Optional
 
 from hivit_mm.models import HiViT
-from hivit_mm.models.convert import convert_official_hivit
+from hivit_mm.models.convert_hivit import convert_official_hivit
 from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
                                        save_checkpoint_atomic)
 from hivit_mm.version import __version__

@@ -1,7 +1,7 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 """Convert weights of mmpretrain's HiViT (bare backbone or full model) to hivit_mm.
 
-A thin shell around :func:`hivit_mm.models.convert.convert_mmpretrain_hivit`, which
+A thin shell around :func:`hivit_mm.models.convert_hivit.convert_mmpretrain_hivit`, which
 documents the key mapping. The output, ``{'state_dict': ..., 'meta': ...}``, has
 ``backbone.`` keys (plus the ``neck.``/``head.`` keys of a full model, unchanged).
 
@@ -23,7 +23,7 @@ from typing import List, Optional
 
 from mmpretrain.models.backbones import HiViT as MMPretrainHiViT
 
-from hivit_mm.models.convert import convert_mmpretrain_hivit
+from hivit_mm.models.convert_hivit import convert_mmpretrain_hivit
 from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
                                        save_checkpoint_atomic)
 from hivit_mm.version import __version__

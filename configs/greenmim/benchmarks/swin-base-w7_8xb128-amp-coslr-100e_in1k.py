@@ -66,7 +66,7 @@ min_lr = 2.5e-7 * batch_size / 512
 # position tables (the constructor's rule, SimMIM's)
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr),
-    constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
+    constructor='hivit_mm.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(_delete_=True, layer_decay_rate=0.9))
 
 param_scheduler = [

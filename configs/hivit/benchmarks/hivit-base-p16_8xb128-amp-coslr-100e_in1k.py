@@ -45,7 +45,7 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',  # loss_scale 'dynamic' by default
     optimizer=dict(
         type='AdamW', lr=2e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
-    constructor='hivit_mm.HiViTLayerDecayOptimWrapperConstructor',
+    constructor='hivit_mm.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         _delete_=True, layer_decay_rate=0.85, layer_numbering='per_block'),
     clip_grad=None)

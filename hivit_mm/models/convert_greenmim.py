@@ -50,7 +50,7 @@ official                                    mmpretrain
 
 The decoder keys (``decoder_embed``, ``mask_token``, ``decoder_pos_embed``,
 ``decoder_blocks.{i}.*`` as timm ``Block``, ``decoder_norm``, ``decoder_pred``) are
-dropped, or with ``keep_decoder=True`` renamed as in :mod:`hivit_mm.models.convert`
+dropped, or with ``keep_decoder=True`` renamed as in :mod:`hivit_mm.models.convert_hivit`
 (the official HiViT and GreenMIM releases share MAE's decoder) to ``neck.*`` of
 :class:`~hivit_mm.models.ClsFreeMAEDecoder`, so that the whole official model loads into
 mmpretrain's ``MAE`` with ``GreenSwin`` (``num_patches=49``, ``patch_size=32``).
@@ -84,7 +84,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .convert import _OFFICIAL_DECODER_BLOCK, _rename, _rename_indexed
+from .convert_hivit import _OFFICIAL_DECODER_BLOCK, _rename, _rename_indexed
 from .geometry import relative_position_index, table_window
 from .loading import unwrap_state_dict
 
