@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from glob import glob
 from typing import Dict, List, Optional, Tuple
 
+from hivit_mm.datasets import ensure_shapes
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIGS = osp.join(ROOT, 'configs', 'demo')
 README_BEGIN = '<!-- demo results: begin (written by tools/demo.py --update-readme) -->'
@@ -559,8 +561,6 @@ def main() -> None:
     fetch_fashion_mnist(roots['fmnist'])
     if any(s.data == 'shapes' for s in stages):
         print(f'[demo] shapes data in {roots["shapes"]}', flush=True)
-        sys.path.insert(0, ROOT)
-        from hivit_mm.datasets import ensure_shapes
         ensure_shapes(roots['shapes'], **(QUICK_SHAPES if args.quick else SHAPES))
 
     results: Dict[str, dict] = {}

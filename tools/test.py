@@ -25,8 +25,9 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
 
-# hivit_mm registers its modules and applies the stack fixes on import
-# (weights_only=False checkpoint loader, CPU-only distributed set-up).
+# Importing hivit_mm applies its fixes for the pinned stack (hivit_mm.utils.compat).
+# Our modules register when a config first looks up a `hivit_mm.X` type (the scope's
+# registries import them; see hivit_mm/registry.py); no import here is needed for that.
 from hivit_mm.utils.compat import apply_compat_fixes, setup_cpu_distributed
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -242,7 +243,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = merge_args(Config.fromfile(args.config), args)
 
-    apply_compat_fixes()  # idempotent; `import hivit_mm` applies it as well
+    apply_compat_fixes()  # a no-op after `import hivit_mm`; kept for explicitness
     setup_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config

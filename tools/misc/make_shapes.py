@@ -14,11 +14,7 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-try:
-    from hivit_mm.datasets import make_shapes
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-    from hivit_mm.datasets import make_shapes
+from hivit_mm.datasets import make_shapes
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
