@@ -28,7 +28,7 @@ from mmengine.runner import Runner
 # Importing hivit_mm applies its fixes for the pinned stack (hivit_mm.utils.compat).
 # Our modules register when a config first looks up a `hivit_mm.X` type (the scope's
 # registries import them; see hivit_mm/registry.py); no import here is needed for that.
-from hivit_mm.utils.compat import apply_compat_fixes, setup_cpu_distributed
+from hivit_mm.utils.compat import setup_cpu_distributed
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -243,7 +243,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = merge_args(Config.fromfile(args.config), args)
 
-    apply_compat_fixes()  # a no-op after `import hivit_mm`; kept for explicitness
     setup_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config

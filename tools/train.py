@@ -33,7 +33,7 @@ from mmengine.runner import Runner
 # Our modules register when a config first looks up a `hivit_mm.X` type (the scope's
 # registries import them; see hivit_mm/registry.py); no import here is needed for that.
 from hivit_mm.engine.amp import cpu_supports_bf16
-from hivit_mm.utils.compat import apply_compat_fixes, setup_cpu_distributed
+from hivit_mm.utils.compat import setup_cpu_distributed
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -230,7 +230,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
 
-    apply_compat_fixes()  # a no-op after `import hivit_mm`; kept for explicitness
     setup_cpu_distributed(cfg, args.launcher)
     # mmengine's `compile` compiles `model.train_step`, optimiser step included, where
     # Dynamo fails on the optimiser's param groups (torch 2.13, mmengine 0.10.7): compile
