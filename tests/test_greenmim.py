@@ -160,11 +160,10 @@ def test_pretrain_recipe(name, arch, window, width):
         dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
     ]
 
-    # data: RandomResizedCrop 224 (0.2, 1) bicubic + flip, 256 per GPU, and the
-    # collate function without the `_scope_` inheriting `mmpretrain::` adds
+    # data: RandomResizedCrop 224 (0.2, 1) bicubic + flip, 256 per GPU, stacked
     loader = cfg.train_dataloader
     assert loader.batch_size == 256
-    assert loader.collate_fn == dict(type='default_collate')
+    assert loader.collate_fn.type == 'default_collate'
     pipeline = [dict(t) for t in loader.dataset.pipeline]
     assert [t['type'] for t in pipeline] == [
         'LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackInputs']
@@ -278,7 +277,7 @@ def test_finetune_recipe():
 
     assert cfg.train_dataloader.batch_size == 128
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        assert loader.collate_fn == dict(type='default_collate')
+        assert loader.collate_fn.type == 'default_collate'
     train = {t['type']: dict(t) for t in cfg.train_dataloader.dataset.pipeline}
     assert train['RandomResizedCrop']['scale'] == 224
     assert train['RandAugment']['magnitude_level'] == 9

@@ -513,6 +513,21 @@ def test_collect_env_reports_missing_library() -> None:
     assert _version('hivit_mm_no_such_module').startswith('not installed')
 
 
+def test_collate_fn_of_an_upstream_base_builds() -> None:
+    """``_scope_`` (added to every typed dict inherited from ``mmpretrain::``) is not
+    passed on to the collate function (hivit_mm.utils.compat, fix 6)."""
+    import torch
+    from mmengine.runner import Runner
+
+    import hivit_mm  # noqa: F401  (applies the fixes)
+    loader = Runner.build_dataloader(
+        dict(batch_size=2, dataset=[torch.full((3, ), float(i)) for i in range(4)],
+             sampler=dict(type='DefaultSampler', shuffle=False),
+             collate_fn=dict(type='default_collate', _scope_='mmpretrain')))
+    batch = next(iter(loader))
+    assert torch.equal(batch, torch.tensor([[0.] * 3, [1.] * 3]))
+
+
 @pytest.mark.parametrize('env_cfg', [None, dict(cudnn_benchmark=False)])
 def test_setup_cpu_distributed_edits_config(monkeypatch: pytest.MonkeyPatch,
                                             env_cfg: Optional[dict]) -> None:

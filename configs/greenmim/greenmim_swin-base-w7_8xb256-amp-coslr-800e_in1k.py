@@ -34,11 +34,7 @@ _base_ = [
     '../_base_/reliable_runtime.py',
 ]
 
-# 256 per GPU. Inheriting `mmpretrain::` tags every typed dict of the base with
-# `_scope_`, which mmengine 0.10.7 passes to the collate function as a keyword argument
-# (`default_collate() got an unexpected keyword argument '_scope_'`): restate it here.
-train_dataloader = dict(
-    batch_size=256, collate_fn=dict(_delete_=True, type='default_collate'))
+train_dataloader = dict(batch_size=256)  # per GPU
 
 max_epochs = 800
 warmup_epochs = 40

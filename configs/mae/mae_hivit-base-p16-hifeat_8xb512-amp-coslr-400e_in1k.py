@@ -18,11 +18,6 @@ _base_ = [
     '../_base_/reliable_runtime.py',
 ]
 
-# Inheriting `mmpretrain::` tags every typed dict of the base with `_scope_`, and
-# mmengine 0.10.7 passes the collate function's `_scope_` on as a keyword argument
-# (`default_collate() got an unexpected keyword argument '_scope_'`): restate it here.
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
-
 optim_wrapper = dict(
     type='AmpOptimWrapper',  # loss_scale 'dynamic' by default
     optimizer=dict(

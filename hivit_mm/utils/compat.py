@@ -29,6 +29,12 @@ Each fix says why it is needed and is applied by :func:`apply_compat_fixes`, whi
    mmengine's ``BaseDataset.prepare_data`` is wrapped so that the exception, of the same
    type, carries a note naming the dataset, the index and the sample's ``*_path``
    fields.
+6. A config that inherits ``mmpretrain::`` (or ``mmdet::``, ``mmseg::``) bases gets
+   ``_scope_`` added to every typed dict, the data loader's ``collate_fn`` included, and
+   mmengine 0.10.7's ``Runner.build_dataloader`` passes every field but ``type`` on as
+   a keyword argument (``default_collate() got an unexpected keyword argument
+   '_scope_'``). ``Runner.build_dataloader`` is wrapped to drop ``_scope_`` from
+   ``collate_fn`` first, so configs need not restate their collate functions.
 """
 import datetime
 import functools
@@ -83,6 +89,23 @@ def _name_files_in_data_errors() -> None:
     BaseDataset.prepare_data = prepare_data_naming_files
 
 
+def _collate_fn_without_scope() -> None:
+    """Wrap ``Runner.build_dataloader`` (see fix 6)."""
+    from mmengine.runner import Runner
+    build_dataloader = Runner.build_dataloader  # a staticmethod: the plain function
+
+    @functools.wraps(build_dataloader)
+    def build_dataloader_without_scope(dataloader, *args, **kwargs):
+        collate_fn = dataloader.get('collate_fn') if isinstance(dataloader,
+                                                                dict) else None
+        if isinstance(collate_fn, dict) and '_scope_' in collate_fn:
+            collate_fn = {k: v for k, v in collate_fn.items() if k != '_scope_'}
+            dataloader = dict(dataloader, collate_fn=collate_fn)
+        return build_dataloader(dataloader, *args, **kwargs)
+
+    Runner.build_dataloader = staticmethod(build_dataloader_without_scope)
+
+
 def apply_compat_fixes() -> None:
     """Apply the import-time fixes (idempotent)."""
     global _APPLIED
@@ -99,6 +122,7 @@ def apply_compat_fixes() -> None:
     CheckpointLoader.register_scheme(
         prefixes=('http://', 'https://'), loader=_load_url_checkpoint, force=True)
     _name_files_in_data_errors()
+    _collate_fn_without_scope()
     _APPLIED = True
 
 

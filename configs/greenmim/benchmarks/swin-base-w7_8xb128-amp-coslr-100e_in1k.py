@@ -44,12 +44,7 @@ custom_imports = dict(imports=['hivit_mm.engine'], allow_failed_imports=False)
 
 checkpoint = ''  # converted GreenMIM encoder, see above
 
-# 128 per GPU; collate functions restated without the `_scope_` that inheriting
-# `mmpretrain::` adds (mmengine 0.10.7 would pass it to default_collate)
-train_dataloader = dict(
-    batch_size=128, collate_fn=dict(_delete_=True, type='default_collate'))
-val_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
-test_dataloader = val_dataloader
+train_dataloader = dict(batch_size=128)  # per GPU
 
 model = dict(
     backbone=dict(
