@@ -2,7 +2,8 @@
 """Checkpoint converters: source-layout models give the same outputs after conversion.
 
 The official layout comes from a plain reference model written here from the release's
-description (``papers.md`` §1.2: flat ``blocks`` list, ``absolute_pos_embed``,
+description (zhangxiaosong18/hivit, ``self_supervised/models/models_hivit.py``: flat
+``blocks`` list, ``absolute_pos_embed``,
 ``fc_norm``/``head``, MAE ``norm`` and timm-named decoder blocks); mmpretrain's layout
 comes from mmpretrain's own ``HiViT``. Every model is tiny and randomly initialised, and
 every converted state dict loads with ``strict=True``.

@@ -3,7 +3,7 @@
 to mmpretrain's Swin Transformer, and a tiny pre-training run through tools/train.py.
 
 The recipes are asserted against the official release (LayneH/GreenMIM scripts and
-``ft_configs``, SimMIM defaults; papers.md §2). Official checkpoints are not downloaded:
+``ft_configs``, SimMIM defaults). Official checkpoints are not downloaded:
 a state dict in the official layout is built here from a tiny model by the inverse
 renames, written out plainly.
 """

@@ -1,13 +1,13 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 # GreenMIM Swin-B (window 7) pre-training on ImageNet-1k, the official recipe
 # (LayneH/GreenMIM README and `scripts/srun_greenmim_swin_base.sh`, the script of the
-# released Swin-B checkpoint; papers.md §2.4): 800 epochs, effective batch 2048 (8 GPUs x
+# released Swin-B checkpoint): 800 epochs, effective batch 2048 (8 GPUs x
 # 256), lr = blr * 2048 / 256 = 1e-4 * 8 = 8e-4, AdamW betas (0.9, 0.95), wd 0.05 with
 # no decay on 1-D parameters (norms, biases), relative position tables and the mask
 # token, 40 warmup epochs then per-iteration half-cycle cosine to 0, mask ratio 0.75,
 # RandomResizedCrop 224 scale (0.2, 1.0) bicubic + horizontal flip, mixed precision.
 #
-# Where the release's scripts disagree (papers.md §2.4), and what is used here:
+# Where the release's scripts disagree, and what is used here:
 # * blr: 1e-4 in `srun_greenmim_swin_base.sh` and the June-2022 `srun_mae_swin_base.sh`
 #   (with the README's "8 GPUs, lr 8e-4"), 1.5e-4 in `run_greenmim_swin_base.sh` (586
 #   per GPU x 7 GPUs, 200 epochs: a local experiment) and in the window-14 scripts.

@@ -1,4 +1,5 @@
-# HiViT-B MAE pre-training on ImageNet-1k with the official recipe (papers.md §1.5):
+# HiViT-B MAE pre-training on ImageNet-1k with the official recipe (zhangxiaosong18/hivit,
+# self_supervised/get_started.md and main_pretrain.py):
 # effective batch 4096 (8 GPUs x 512, or 8 x 256 with accumulative_counts=2),
 # lr = 1e-4 * 4096 / 256 = 1.6e-3, AdamW (0.9, 0.95), wd 0.05 without decay on
 # norms and biases only (the release's timm add_weight_decay: the trained sin-cos

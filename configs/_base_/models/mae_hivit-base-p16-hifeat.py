@@ -1,4 +1,5 @@
-# HiViT-B MAE as the official release trains it (papers.md §1.5): encoder [2, 2, 20],
+# HiViT-B MAE as the official release trains it (zhangxiaosong18/hivit,
+# self_supervised/models/models_hivit_mae.py and main_pretrain.py): encoder [2, 2, 20],
 # 512 wide, 8 heads, no relative bias, a sin-cos absolute embedding that is trained (the
 # release's requires_grad=False sits on the tensor inside nn.Parameter, which ignores
 # it; freeze_pos_embed=True keeps MAE's fixed table), stem features

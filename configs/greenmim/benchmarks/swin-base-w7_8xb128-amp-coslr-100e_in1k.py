@@ -4,7 +4,7 @@
 # released 800-epoch checkpoint (LayneH/GreenMIM README; 83.7 in its June-2022 version).
 #
 # The official recipe (`ft_configs/greenmim_finetune_swin_base_img224_win7.yaml` run in
-# the SimMIM codebase; papers.md §2.5): 100 epochs, 20 warmup, BASE_LR 1.25e-3, WARMUP_LR
+# the SimMIM codebase, microsoft/SimMIM): 100 epochs, 20 warmup, BASE_LR 1.25e-3, WARMUP_LR
 # and MIN_LR 2.5e-7, all three scaled by batch / 512 (here x2: 2.5e-3, 5e-7, 5e-7), wd
 # 0.05 except 1-D parameters and relative position tables, layer-wise lr decay 0.9
 # (patch embedding 0, block k of the network k + 1, PatchMerging with the last block of
