@@ -283,6 +283,30 @@ def _reset(out_dir: str, subdirs: Sequence[str]) -> None:
             shutil.rmtree(path)
 
 
+def _start_tree(out_dir, num_train: int, num_val: int, img_size: int, seed: int,
+                subdirs: Sequence[str]) -> str:
+    """Check the arguments of a ``make_*`` function, then clear its folders.
+
+    Args:
+        out_dir (str | os.PathLike): Root of the tree.
+        num_train (int): Training images, >= 0.
+        num_val (int): Validation images, >= 0.
+        img_size (int): Side of the square images in pixels.
+        seed (int): Non-negative random seed (default 0 in every ``make_*``).
+        subdirs (Sequence[str]): The function's folders under ``out_dir``, removed.
+
+    Returns:
+        str: ``out_dir`` as a path string.
+    """
+    _check_count('num_train', num_train)
+    _check_count('num_val', num_val)
+    _check_size('img_size', img_size)
+    _check_count('seed', seed)
+    out_dir = os.fspath(out_dir)
+    _reset(out_dir, subdirs)
+    return out_dir
+
+
 def _scene_labels(rng: np.random.Generator, classes: Iterator[int]) -> List[int]:
     """Classes of the objects of one scene."""
     low, high = _SCENE_OBJECTS
@@ -325,20 +349,14 @@ def make_classification(out_dir: PathLike,
 
     Args:
         out_dir: Root of the tree (``data_root`` of mmpretrain ``CustomDataset``).
-        num_train: Number of training images.
-        num_val: Number of validation images.
-        img_size: Side of the square images in pixels. Defaults to 64.
-        seed: Non-negative random seed. Defaults to 0.
+        num_train, num_val, img_size, seed: Images per split, their side in pixels
+            (default 64) and the random seed (see :func:`_start_tree`).
 
     Returns:
         Number of images per split, ``{'train': ..., 'val': ...}``.
     """
-    out_dir = os.fspath(out_dir)
-    _check_count('num_train', num_train)
-    _check_count('num_val', num_val)
-    _check_size('img_size', img_size)
-    _check_count('seed', seed)
-    _reset(out_dir, ('train', 'val', 'meta'))
+    out_dir = _start_tree(out_dir, num_train, num_val, img_size, seed,
+                          ('train', 'val', 'meta'))
     os.makedirs(osp.join(out_dir, 'meta'))
     with open(osp.join(out_dir, 'meta', 'classes.txt'), 'w') as f:
         f.write('\n'.join(SHAPE_CLASSES) + '\n')
@@ -371,21 +389,15 @@ def make_detection(out_dir: PathLike,
 
     Args:
         out_dir: Root of the tree (``data_root`` of mmdet ``CocoDataset``).
-        num_train: Number of training images.
-        num_val: Number of validation images.
-        img_size: Side of the square images in pixels. Defaults to 128.
-        seed: Non-negative random seed. Defaults to 0.
+        num_train, num_val, img_size, seed: Images per split, their side in pixels
+            (default 128) and the random seed (see :func:`_start_tree`).
 
     Returns:
         Images and instances per split, ``{'train': ..., 'val': ...,
         'train_instances': ..., 'val_instances': ...}``.
     """
-    out_dir = os.fspath(out_dir)
-    _check_count('num_train', num_train)
-    _check_count('num_val', num_val)
-    _check_size('img_size', img_size)
-    _check_count('seed', seed)
-    _reset(out_dir, ('train', 'val', 'annotations'))
+    out_dir = _start_tree(out_dir, num_train, num_val, img_size, seed,
+                          ('train', 'val', 'annotations'))
     os.makedirs(osp.join(out_dir, 'annotations'))
     categories = [
         dict(id=label, name=name, supercategory='shape')
@@ -436,20 +448,14 @@ def make_segmentation(out_dir: PathLike,
 
     Args:
         out_dir: Root of the tree (``data_root`` of mmseg ``BaseSegDataset``).
-        num_train: Number of training images.
-        num_val: Number of validation images.
-        img_size: Side of the square images in pixels. Defaults to 128.
-        seed: Non-negative random seed. Defaults to 0.
+        num_train, num_val, img_size, seed: Images per split, their side in pixels
+            (default 128) and the random seed (see :func:`_start_tree`).
 
     Returns:
         Number of images per split, ``{'train': ..., 'val': ...}``.
     """
-    out_dir = os.fspath(out_dir)
-    _check_count('num_train', num_train)
-    _check_count('num_val', num_val)
-    _check_size('img_size', img_size)
-    _check_count('seed', seed)
-    _reset(out_dir, ('images', 'annotations'))
+    out_dir = _start_tree(out_dir, num_train, num_val, img_size, seed,
+                          ('images', 'annotations'))
     for split_index, (split, num) in enumerate((('training', num_train),
                                                  ('validation', num_val))):
         os.makedirs(osp.join(out_dir, 'images', split))

@@ -385,23 +385,13 @@ class GreenSwin(SwinTransformer):
         out_indices = normalize_out_indices(out_indices, num_stages)
         norm_cfg = dict(type='LN', eps=1e-6) if norm_cfg is None else norm_cfg
         super().__init__(
-            arch=arch,
-            img_size=img_size,
-            patch_size=patch_size,
-            in_channels=in_channels,
-            window_size=window_size,
-            drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate,
-            out_indices=out_indices,
-            with_cp=with_cp,
-            frozen_stages=frozen_stages,
-            norm_eval=norm_eval,
-            norm_cfg=norm_cfg,
-            stage_cfgs=dict(
-                block_cfgs=dict(norm_cfg=norm_cfg),
-                downsample_cfg=dict(norm_cfg=norm_cfg)),
-            patch_cfg=dict(norm_cfg=norm_cfg),
-            init_cfg=init_cfg)
+            arch=arch, img_size=img_size, patch_size=patch_size, in_channels=in_channels,
+            window_size=window_size, drop_rate=drop_rate, drop_path_rate=drop_path_rate,
+            out_indices=out_indices, with_cp=with_cp, frozen_stages=frozen_stages,
+            norm_eval=norm_eval, norm_cfg=norm_cfg, init_cfg=init_cfg,
+            stage_cfgs=dict(block_cfgs=dict(norm_cfg=norm_cfg),
+                            downsample_cfg=dict(norm_cfg=norm_cfg)),
+            patch_cfg=dict(norm_cfg=norm_cfg))  # every LayerNorm: norm_cfg
         self.window_size = window_size
         self.mask_ratio = check_mask_ratio(mask_ratio)
         self.shared_mask = shared_mask
