@@ -25,8 +25,9 @@ from mmpretrain.registry import MODELS
 
 from conftest import HIVIT_TINY
 from hivit_mm.models import HiViT
-from hivit_mm.models.convert_hivit import (convert_mmpretrain_hivit, convert_official_hivit,
-                                     flat_block_layout, rename_flat_block_key)
+from hivit_mm.models.convert_hivit import (convert_mmpretrain_hivit,
+                                           convert_official_hivit, flat_block_layout,
+                                           rename_flat_block_key)
 
 
 @pytest.fixture(autouse=True)

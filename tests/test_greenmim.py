@@ -33,8 +33,8 @@ from mmpretrain.structures import DataSample
 from conftest import SWIN_TINY, cpu_optim_wrapper, mmpretrain_swin, param_settings
 from hivit_mm.datasets import make_classification
 from hivit_mm.models.convert_greenmim import (convert_hivit_mm_greenmim,
-                                          convert_official_greenmim,
-                                          merging_channels_to_mmcv)
+                                              convert_official_greenmim,
+                                              merging_channels_to_mmcv)
 from hivit_mm.models.geometry import relative_position_index
 
 REPO = Path(__file__).resolve().parents[1]

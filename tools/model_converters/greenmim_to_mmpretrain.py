@@ -34,8 +34,9 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-from hivit_mm.models.convert_greenmim import (PATCH_MERGING_ORDERS, convert_hivit_mm_greenmim,
-                                          convert_official_greenmim)
+from hivit_mm.models.convert_greenmim import (PATCH_MERGING_ORDERS,
+                                              convert_hivit_mm_greenmim,
+                                              convert_official_greenmim)
 from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
                                        save_checkpoint_atomic)
 from hivit_mm.version import __version__

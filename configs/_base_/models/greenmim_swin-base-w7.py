@@ -1,13 +1,13 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 # GreenMIM Swin-B (window 7) as the official release trains it (Huang et al., NeurIPS
-# 2022, arXiv 2205.13515; LayneH/GreenMIM `green_mim_swin_base_patch4_dec512b1`): Swin-B encoder (embed 128,
-# depths [2, 2, 18, 2], heads [4, 8, 16, 32], patch 4, no absolute embedding, no drop
-# path, LN eps 1e-6) that computes only the visible 32x32-px units (7x7 = 49 at 224 px,
-# ratio 0.75: 12 kept), one mask per iteration shared by the batch, "masking"/"grouping"
-# attention chosen per stage; MAE decoder 512-d x 1 block x 16 heads with a fixed sin-cos
-# embedding and no class-token slot, predicting 32*32*3 pixels per unit; L2 loss on
-# normalised pixels of the masked units. Algorithm, head, loss and preprocessor are
-# mmpretrain's.
+# 2022, arXiv 2205.13515; LayneH/GreenMIM `green_mim_swin_base_patch4_dec512b1`): Swin-B
+# encoder (embed 128, depths [2, 2, 18, 2], heads [4, 8, 16, 32], patch 4, no absolute
+# embedding, no drop path, LN eps 1e-6) that computes only the visible 32x32-px units (7x7
+# = 49 at 224 px, ratio 0.75: 12 kept), one mask per iteration shared by the batch,
+# "masking"/"grouping" attention chosen per stage; MAE decoder 512-d x 1 block x 16 heads
+# with a fixed sin-cos embedding and no class-token slot, predicting 32*32*3 pixels per
+# unit; L2 loss on normalised pixels of the masked units. Algorithm, head, loss and
+# preprocessor are mmpretrain's.
 custom_imports = dict(imports=['hivit_mm.models'], allow_failed_imports=False)
 
 patch_size = 4

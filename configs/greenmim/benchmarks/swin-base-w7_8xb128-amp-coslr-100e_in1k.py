@@ -4,11 +4,11 @@
 # released 800-epoch checkpoint (LayneH/GreenMIM README; 83.7 in its June-2022 version).
 #
 # The official recipe (`ft_configs/greenmim_finetune_swin_base_img224_win7.yaml` run in
-# the SimMIM codebase, microsoft/SimMIM): 100 epochs, 20 warmup, BASE_LR 1.25e-3, WARMUP_LR
-# and MIN_LR 2.5e-7, all three scaled by batch / 512 (here x2: 2.5e-3, 5e-7, 5e-7), wd
-# 0.05 except 1-D parameters and relative position tables, layer-wise lr decay 0.9
-# (patch embedding 0, block k of the network k + 1, PatchMerging with the last block of
-# its stage, final norm and head last: mmpretrain's SwinTransformer.get_layer_depth is
+# the SimMIM codebase, microsoft/SimMIM): 100 epochs, 20 warmup, BASE_LR 1.25e-3,
+# WARMUP_LR and MIN_LR 2.5e-7, all three scaled by batch / 512 (here x2: 2.5e-3, 5e-7,
+# 5e-7), wd 0.05 except 1-D parameters and relative position tables, layer-wise lr decay
+# 0.9 (patch embedding 0, block k of the network k + 1, PatchMerging with the last block
+# of its stage, final norm and head last: mmpretrain's SwinTransformer.get_layer_depth is
 # exactly SimMIM's rule), drop path 0.1, AdamW (0.9, 0.999), grad clip 5, label smoothing
 # 0.1, Mixup 0.8 / CutMix 1.0, RandAugment m9-mstd0.5-inc1, random erasing 0.25, eval
 # resize 256 + centre crop 224, per-iteration schedule. All but the batch, lr and
