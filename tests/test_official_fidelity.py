@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from scipy.interpolate import CubicSpline, RectBivariateSpline
 
 from hivit_mm.models import HiViT
-from hivit_mm.models.convert import convert_official_hivit
+from hivit_mm.models.convert_hivit import convert_official_hivit
 
 RTOL = 1e-5
 SMALL = dict(embed_dims=64, depths=(2, 2, 4), num_heads=4)
