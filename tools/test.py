@@ -28,7 +28,7 @@ from mmengine.runner import Runner
 # Importing hivit_mm applies its fixes for the pinned stack (hivit_mm.utils.compat).
 # Our modules register when a config first looks up a `hivit_mm.X` type (the scope's
 # registries import them; see hivit_mm/registry.py); no import here is needed for that.
-from hivit_mm.utils.compat import setup_cpu_distributed
+from hivit_mm.utils.compat import finish_cpu_distributed, setup_cpu_distributed
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -243,7 +243,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = merge_args(Config.fromfile(args.config), args)
 
-    setup_cpu_distributed(cfg, args.launcher)
+    cpu_dist = setup_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config
     if 'runner_type' not in cfg:
@@ -258,6 +258,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             DumpResults(out_file_path=args.out))
 
     runner.test()
+    finish_cpu_distributed(cpu_dist)
 
 
 if __name__ == '__main__':

@@ -33,7 +33,7 @@ from mmengine.runner import Runner
 # Our modules register when a config first looks up a `hivit_mm.X` type (the scope's
 # registries import them; see hivit_mm/registry.py); no import here is needed for that.
 from hivit_mm.engine.amp import cpu_supports_bf16
-from hivit_mm.utils.compat import setup_cpu_distributed
+from hivit_mm.utils.compat import finish_cpu_distributed, setup_cpu_distributed
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -230,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
 
-    setup_cpu_distributed(cfg, args.launcher)
+    cpu_dist = setup_cpu_distributed(cfg, args.launcher)
     # mmengine's `compile` compiles `model.train_step`, optimiser step included, where
     # Dynamo fails on the optimiser's param groups (torch 2.13, mmengine 0.10.7): compile
     # the model's forward instead, with the same options (its backward comes with it).
@@ -250,6 +250,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                   logger='current')
 
     runner.train()
+    finish_cpu_distributed(cpu_dist)
 
 
 if __name__ == '__main__':

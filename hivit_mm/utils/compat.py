@@ -47,7 +47,7 @@ import torch.distributed as torch_dist
 
 from .checkpoint import load_checkpoint_file, load_checkpoint_url
 
-__all__ = ['apply_compat_fixes', 'setup_cpu_distributed']
+__all__ = ['apply_compat_fixes', 'setup_cpu_distributed', 'finish_cpu_distributed']
 
 _APPLIED = False
 
@@ -205,3 +205,20 @@ def setup_cpu_distributed(cfg: Any, launcher: str) -> bool:
               flush=True)
         cfg.sync_bn = None
     return True
+
+
+def finish_cpu_distributed(started: bool) -> None:
+    """Close the ``gloo`` process group of :func:`setup_cpu_distributed` on every rank.
+
+    Rank 0 writes the last checkpoint after the others have left the training loop; a
+    rank whose interpreter exits while a peer is still connected can abort in gloo's
+    teardown ("terminate called without an active exception", exit -6), which fails the
+    whole job after a successful run. A barrier makes every rank wait for rank 0, then
+    the group is destroyed explicitly.
+
+    Args:
+        started (bool): What :func:`setup_cpu_distributed` returned.
+    """
+    if started and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
