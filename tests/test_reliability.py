@@ -20,17 +20,18 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import pytest
 import torch
 
 from hivit_mm.datasets import make_classification
-from hivit_mm.utils.checkpoint import (CheckpointLoadError, CheckpointMismatchError,
-                                       is_readable_checkpoint, load_checkpoint_file,
-                                       save_checkpoint_atomic)
+from hivit_mm.utils.checkpoint import (TEMP_FILE_PATTERN, CheckpointLoadError,
+                                       CheckpointMismatchError, is_readable_checkpoint,
+                                       load_checkpoint_file, save_checkpoint_atomic)
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools'
@@ -265,6 +266,83 @@ def test_kill_during_save_leaves_a_resumable_checkpoint(tmp_path: Path,
     assert f'cannot resume from {work_dir / "iter_2.pth"}' in proc.stdout
     assert 'resumed epoch: 0, iter: 1' in proc.stdout
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_3.pth']
+
+
+@pytest.mark.e2e
+def test_kill_while_writing_leaves_a_resumable_checkpoint(tmp_path: Path,
+                                                          shapes: Path) -> None:
+    options = [*_data(shapes), 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
+               'default_hooks.checkpoint.interval=1',
+               'default_hooks.checkpoint.max_keep_ckpts=1']
+    proc = _train(CLS, tmp_path, *options, 'custom_hooks.0.where=kill_during_save',
+                  'custom_hooks.0.iter=2')
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-4000:]
+    # killed with half of iter_2.pth written (to its temporary file)
+    partial = [p for p in tmp_path.iterdir() if TEMP_FILE_PATTERN.match(p.name)]
+    assert [TEMP_FILE_PATTERN.match(p.name)['name'] for p in partial] == ['iter_2.pth']
+    assert is_readable_checkpoint(str(partial[0])) is not None
+    assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_1.pth']
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_1.pth')
+    assert is_readable_checkpoint(str(tmp_path / 'iter_1.pth')) is None
+    proc = _train(CLS, tmp_path, *options, args=['--resume'])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'resumed epoch: 0, iter: 1' in proc.stdout
+    assert f'removed {partial[0]}, the partial file of a save' in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        'faulty_cls_config.py', 'iter_3.pth', 'last_checkpoint']
+
+
+@contextmanager
+def _tmpfs(mount_point: Path, size_bytes: int) -> Iterator[Path]:
+    """A tmpfs of ``size_bytes`` at ``mount_point`` (a small disk that fills up);
+    skips the test unless it can be mounted (as root); always unmounted."""
+    if os.geteuid() != 0:
+        pytest.skip('mounting a small tmpfs needs root')
+    mount_point.mkdir()
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size_bytes}', 'tmpfs',
+                           str(mount_point)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs: {proc.stdout.strip()}')
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(['umount', str(mount_point)]).returncode != 0:
+            subprocess.run(['umount', '-l', str(mount_point)])
+
+
+@pytest.mark.e2e
+def test_full_disk_during_save_keeps_the_last_checkpoint(
+        tmp_path: Path, shapes: Path, trained: Path) -> None:
+    options = [*_data(shapes), 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
+               'default_hooks.checkpoint.interval=1',
+               'default_hooks.checkpoint.max_keep_ckpts=1']
+    straight = tmp_path / 'straight'
+    proc = _train(CLS, straight, *options)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    # room for the logs and one checkpoint, not two: the save of iter_2 runs out
+    size = (trained.stat().st_size * 3 // 2) // 4096 * 4096
+    with _tmpfs(tmp_path / 'disk', size) as disk:
+        work_dir = disk / 'w'
+        proc = _train(CLS, work_dir, *options)
+        assert proc.returncode == 1, proc.stdout[-4000:]
+        out = proc.stdout
+        assert ('CheckpointSaveError: [Errno 28] could not write '
+                f'{work_dir}/iter_2.pth') in out
+        assert 'No space left on device' in out
+        assert f'on the file system of {work_dir}' in out
+        assert not [p for p in os.listdir(work_dir) if TEMP_FILE_PATTERN.match(p)]
+        assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_1.pth']
+        assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_1.pth')
+        assert is_readable_checkpoint(str(work_dir / 'iter_1.pth')) is None
+        # more room (the contents stay), then resume: the run of an uninterrupted one
+        subprocess.run(['mount', '-o', f'remount,size={4 * size}', str(disk)], check=True)
+        proc = _train(CLS, work_dir, *options, args=['--resume'])
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        assert 'resumed epoch: 0, iter: 1' in proc.stdout
+        a, b = _state(straight / 'iter_3.pth'), _state(work_dir / 'iter_3.pth')
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_auto_resume_choice(tmp_path: Path) -> None:

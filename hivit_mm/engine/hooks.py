@@ -24,7 +24,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
 from hivit_mm.registry import HOOKS
-from hivit_mm.utils.checkpoint import write_text_atomic
+from hivit_mm.utils.checkpoint import remove_stale_temp_files, write_text_atomic
 
 __all__ = ['NonFiniteLossError', 'NonFiniteLossHook', 'AtomicCheckpointHook']
 
@@ -210,8 +210,17 @@ class AtomicCheckpointHook(CheckpointHook):
     (atomically under :class:`~hivit_mm.engine.ReliableRunner`), then rewrites
     ``last_checkpoint`` atomically, then removes the checkpoints beyond
     ``max_keep_ckpts``; a kill or a full disk at any point leaves the previous
-    checkpoint in place and ``last_checkpoint`` pointing at a complete file.
+    checkpoint in place and ``last_checkpoint`` pointing at a complete file. Before
+    training, the temporary files that a killed save left in the checkpoint folder
+    are deleted (with a warning naming them).
     """
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if is_main_process() and '://' not in self.out_dir:
+            for path in remove_stale_temp_files(self.out_dir):
+                runner.logger.warning(f'removed {path}, the partial file of a save '
+                                      'that was interrupted')
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         stale: Sequence[int] = []

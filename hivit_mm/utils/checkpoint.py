@@ -44,7 +44,8 @@ __all__ = [
     'CheckpointHashError', 'HASH_PATTERN', 'hash_in_name', 'sha256_of_file',
     'verify_hash_in_name', 'load_checkpoint_file', 'load_checkpoint_url',
     'publish_checkpoint', 'CheckpointLoadError', 'CheckpointMismatchError',
-    'save_checkpoint_atomic', 'replace_atomic', 'write_text_atomic',
+    'CheckpointSaveError', 'save_checkpoint_atomic', 'replace_atomic',
+    'write_text_atomic', 'TEMP_FILE_PATTERN', 'remove_stale_temp_files',
     'is_readable_checkpoint', 'load_state_dict_checked', 'check_output_path'
 ]
 
@@ -70,6 +71,15 @@ class CheckpointLoadError(ValueError):
 
 class CheckpointMismatchError(RuntimeError):
     """A state dict does not fit a model; the message lists the keys."""
+
+
+class CheckpointSaveError(OSError):
+    """Writing a file atomically failed (a full disk, say); the message names the file
+    and the free space of its file system. The previous file is unchanged."""
+
+
+#: The temporary files of :func:`replace_atomic`: ``.<name>.<8 random>.tmp``.
+TEMP_FILE_PATTERN = re.compile(r'^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$')
 
 
 def hash_in_name(filename: str) -> Optional[str]:
@@ -240,16 +250,43 @@ def _fsync_dir(dirname: str) -> None:
         os.close(fd)
 
 
+def _size(num_bytes: float) -> str:
+    """``num_bytes`` in bytes, KiB, MiB or GiB."""
+    for unit in ('bytes', 'KiB', 'MiB'):
+        if num_bytes < 1024:
+            return (f'{num_bytes:.0f} bytes' if unit == 'bytes' else
+                    f'{num_bytes:.1f} {unit}')
+        num_bytes /= 1024
+    return f'{num_bytes:.1f} GiB'
+
+
+def _free_space(dirname: str) -> str:
+    try:
+        fs = os.statvfs(dirname)
+    except OSError:
+        return 'free space unknown'
+    free, total = fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
+    return f'{_size(free)} free of {_size(total)} on the file system of {dirname}'
+
+
 def replace_atomic(filename: str, write: Callable[[str], None]) -> None:
     """Create ``filename`` through a temporary file in its directory.
 
-    ``write(tmp_path)`` writes the content; the temporary file is then flushed to disk
-    and renamed onto ``filename`` (atomic on POSIX file systems). On any error the
-    temporary file is removed and ``filename`` is left as it was.
+    ``write(tmp_path)`` writes the content; the temporary file
+    (``.<name>.<8 random>.tmp``, :data:`TEMP_FILE_PATTERN`) is then flushed to disk and
+    renamed onto ``filename`` (atomic on POSIX file systems). On any error the
+    temporary file is removed and ``filename`` is left as it was. (A process killed
+    while writing leaves its temporary file: :func:`remove_stale_temp_files`.)
 
     Args:
         filename (str): Target path.
         write (Callable[[str], None]): Writes the whole content to the given path.
+
+    Raises:
+        CheckpointSaveError: If writing, flushing or renaming failed with an
+            ``OSError`` (e.g. ``ENOSPC``, a full disk) or a ``RuntimeError`` (torch's
+            zip writer reports a full disk so); the message names ``filename``, the
+            original error and the free space left. Other errors propagate as they are.
     """
     dirname = osp.dirname(osp.abspath(filename))
     os.makedirs(dirname, exist_ok=True)
@@ -262,11 +299,40 @@ def replace_atomic(filename: str, write: Callable[[str], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filename)
-    except BaseException:
+    except BaseException as exc:
+        space = _free_space(dirname)  # before the partial file is removed
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, (OSError, RuntimeError)):
+            errno = getattr(exc, 'errno', None)
+            raise CheckpointSaveError(
+                *([errno] if errno else []),
+                f'could not write {filename} ({type(exc).__name__}: {exc}); when it '
+                f'failed: {space}. Nothing was replaced: the previous '
+                f'{osp.basename(filename)} (if any) and the other files are as they '
+                'were, and the partial file was removed') from exc
         raise
     _fsync_dir(dirname)
+
+
+def remove_stale_temp_files(dirname: str) -> List[str]:
+    """Delete the temporary files that killed writers left in ``dirname``.
+
+    Args:
+        dirname (str): A folder written by :func:`replace_atomic` (a work directory).
+
+    Returns:
+        list[str]: The paths removed (files matching :data:`TEMP_FILE_PATTERN`).
+    """
+    if not osp.isdir(dirname):
+        return []
+    removed = []
+    for name in sorted(os.listdir(dirname)):
+        path = osp.join(dirname, name)
+        if TEMP_FILE_PATTERN.match(name) and osp.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def save_checkpoint_atomic(obj: Any, filename: str) -> None:

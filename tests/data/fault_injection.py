@@ -12,6 +12,7 @@ import time
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.dist import get_rank
+from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, TRANSFORMS
 
@@ -44,7 +45,8 @@ class FaultAt(Hook):
     Args:
         iter (int): 1-based iteration.
         where (str): ``'kill_before_save'``: when the checkpoint of ``iter`` starts
-            being saved; ``'kill_after_iter'``: after iteration ``iter`` (after its
+            being saved; ``'kill_during_save'``: once half of that checkpoint's bytes
+            are on disk; ``'kill_after_iter'``: after iteration ``iter`` (after its
             checkpoint); ``'hang'``: before iteration ``iter``, on rank ``rank`` only,
             for 10 minutes; ``'never'``.
         rank (int): The rank that hangs. Defaults to 1.
@@ -58,8 +60,20 @@ class FaultAt(Hook):
         self.rank = rank
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if self.where == 'kill_before_save' and checkpoint['meta']['iter'] == self.iter:
+        if checkpoint['meta']['iter'] != self.iter:
+            return
+        if self.where == 'kill_before_save':
             os.kill(os.getpid(), signal.SIGKILL)
+        elif self.where == 'kill_during_save':
+
+            def put_half_then_die(backend, obj: bytes, filepath) -> None:
+                with open(filepath, 'wb') as f:
+                    f.write(obj[:len(obj) // 2])
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            LocalBackend.put = put_half_then_die
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if (self.where == 'hang' and runner.iter + 1 == self.iter
