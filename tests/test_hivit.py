@@ -7,7 +7,8 @@ from mmengine.runner import save_checkpoint
 
 from conftest import HIVIT_TINY
 from hivit_mm.models import HiViT, attention
-from hivit_mm.models.geometry import relative_position_index, resize_rel_pos_bias_table
+from hivit_mm.models.geometry import (relative_position_index, resize_abs_pos_embed,
+                                      resize_rel_pos_bias_table)
 from hivit_mm.models.hivit import quarter_global_blocks
 from hivit_mm.models.loading import load_backbone_weights
 from hivit_mm.utils.complexity import count_macs
@@ -174,10 +175,11 @@ def test_rpe_changes_masked_outputs():
 
 # -- sizes and tables ---------------------------------------------------------------
 def test_abs_pos_embed_resized_only_when_grid_differs():
+    table = torch.randn(1, 4, 32)
+    for mode in ('scale_factor', 'size'):
+        assert resize_abs_pos_embed(table, (2, 2), (2, 2), mode) is table
+        assert resize_abs_pos_embed(table, (2, 2), (3, 5), mode).shape == (1, 15, 32)
     model = tiny(img_size=32, out_indices=(2, ))
-    assert model._pos_embed_for((2, 2)) is model.pos_embed
-    resized = model._pos_embed_for((3, 5))
-    assert resized.shape == (1, 15, 32)
     out = model(torch.randn(1, 3, 48, 80))[0]
     assert out.shape == (1, 32, 3, 5)
 
@@ -219,12 +221,17 @@ def test_rel_pos_index_is_one_shared_buffer():
                                                         'win_rel_pos_index']
 
 
-def test_rpe_on_a_grid_larger_than_its_tables_is_refused():
-    model = tiny(img_size=32, use_rel_pos_bias=True)
-    assert model(torch.randn(1, 3, 16, 32))[0].shape == (1, 32, 1, 2)  # smaller: exact
-    index = model._rel_index_for((1, 2))
-    assert model._rel_index_for((1, 2)) is index  # cached, not rebuilt per forward
-    torch.testing.assert_close(index, relative_position_index((1, 2), (2, 2)))
+def test_rpe_on_a_grid_smaller_than_its_tables_is_exact():
+    """A 1x2 input uses the tables' rows of the 1x2 offsets: the same output as the
+    first two units of a 2x2 input kept by a masked forward (the stem is per unit)."""
+    model = tiny(img_size=32, use_rel_pos_bias=True, use_abs_pos_embed=False)
+    for blk in model.blocks:
+        nn.init.normal_(blk.attn.relative_position_bias_table, std=1.)
+    x = torch.randn(1, 3, 32, 32)
+    small = model.forward_units(x[..., :16, :])[2]  # 1, 2, C
+    kept = model.forward_units(x, torch.tensor([[0, 1]]))[2]
+    torch.testing.assert_close(small, kept, rtol=0, atol=0)
+    assert model(x[..., :16, :])[0].shape == (1, 32, 1, 2)
     with pytest.raises(ValueError, match=r'input grid \(3, 2\) exceeds'):
         model(torch.randn(1, 3, 48, 32))
 

@@ -85,7 +85,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 from .convert_hivit import _OFFICIAL_DECODER_BLOCK, _rename, _rename_indexed
-from .geometry import relative_position_index, table_window
+from .geometry import check_choice, relative_position_index, table_window
 from .loading import unwrap_state_dict
 
 __all__ = [
@@ -155,9 +155,7 @@ def merging_channels_to_mmcv(x: torch.Tensor, order: str) -> torch.Tensor:
         ValueError: If ``order`` is unknown or the last dimension is not a multiple
             of 4.
     """
-    if order not in PATCH_MERGING_ORDERS:
-        raise ValueError(f'patch_merging_order must be one of '
-                         f'{sorted(PATCH_MERGING_ORDERS)}, got {order!r}')
+    check_choice('patch_merging_order', order, sorted(PATCH_MERGING_ORDERS))
     *lead, channels = x.shape
     if channels % 4:
         raise ValueError(f'PatchMerging tensors have 4C input channels, got shape '
@@ -334,9 +332,7 @@ def convert_official_greenmim(
             ``window_size`` or malformed, there is no encoder, or naming the keys that
             do not map.
     """
-    if patch_merging_order not in PATCH_MERGING_ORDERS:
-        raise ValueError(f'patch_merging_order must be one of '
-                         f'{sorted(PATCH_MERGING_ORDERS)}, got {patch_merging_order!r}')
+    check_choice('patch_merging_order', patch_merging_order, sorted(PATCH_MERGING_ORDERS))
     state = unwrap_state_dict(checkpoint, ('model', 'state_dict'))
     encoder: Dict[str, Tuple[str, torch.Tensor]] = OrderedDict()  # name: (key, value)
     decoder: 'OrderedDict[str, torch.Tensor]' = OrderedDict()

@@ -8,14 +8,17 @@ Each concept is defined once here, as timm keeps its relative-position helpers i
   that becomes one last-stage token (16 px in HiViT, 32 px in Swin);
 * the Swin relative-position index (:func:`relative_index` from coordinates, and its
   grid form :func:`relative_position_index`) and the resizing of a relative-bias table
-  to another grid (:func:`resize_rel_pos_bias_table`);
+  to another grid (:func:`resize_rel_pos_bias_table`), and of an absolute table
+  (:func:`resize_abs_pos_embed`);
 * the fixed 2-D sin-cos position embedding of MAE, per row and column of any grid
   (:func:`sincos_position_embedding`);
 * random masking of units (:func:`random_unit_masking`, MAE's per-sample masking, He et
-  al., arXiv 2111.06377, Sec. 3), the ``mask_ratio`` check and the ``mask`` argument of
-  the encoders' ``forward`` (:func:`use_masking`);
-* the argument parsing both backbones share: ``arch`` (:func:`select_arch`) and
-  ``out_indices`` (:func:`normalize_out_indices`).
+  al., arXiv 2111.06377, Sec. 3), the gather of kept units (:func:`take_units`), the
+  ``mask_ratio`` check and the ``mask`` argument of the encoders' ``forward``
+  (:func:`use_masking`);
+* the argument parsing both backbones share: ``arch`` (:func:`select_arch`),
+  ``out_indices`` (:func:`normalize_out_indices`) and named options
+  (:func:`check_choice`).
 """
 import math
 from typing import Mapping, Optional, Sequence, Tuple, Union
@@ -23,12 +26,14 @@ from typing import Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmpretrain.models.utils import resize_pos_embed
 
 __all__ = [
     'to_2tuple', 'unit_grid', 'relative_index', 'relative_position_index',
     'table_window', 'geometric_ratio', 'resize_rel_pos_bias_table', 'RESIZE_MODES',
+    'resize_abs_pos_embed',
     'sincos_position_embedding', 'check_mask_ratio', 'random_unit_masking',
-    'use_masking', 'select_arch', 'normalize_out_indices'
+    'take_units', 'use_masking', 'select_arch', 'normalize_out_indices', 'check_choice'
 ]
 
 #: Modes of :func:`resize_rel_pos_bias_table`.
@@ -224,8 +229,7 @@ def resize_rel_pos_bias_table(table: torch.Tensor,
         ValueError: If ``mode`` is unknown, ``table`` does not fit ``src_grid``, or
             (geometric) a grid is not square or the target is not larger.
     """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f'resize mode must be one of {RESIZE_MODES}, got {mode!r}')
+    check_choice('resize mode', mode, RESIZE_MODES)
     if tuple(src_grid) == tuple(dst_grid):
         return table
     sh, sw = 2 * src_grid[0] - 1, 2 * src_grid[1] - 1
@@ -244,6 +248,38 @@ def resize_rel_pos_bias_table(table: torch.Tensor,
     img = table.float().t().reshape(1, heads, sh, sw)  # 1, heads, 2Hs-1, 2Ws-1
     img = F.interpolate(img, size=(dh, dw), mode='bicubic', align_corners=False)
     return img.reshape(heads, dh * dw).t().to(table.dtype)  # (2Hd-1)(2Wd-1), heads
+
+
+def resize_abs_pos_embed(pos_embed: torch.Tensor, src_grid: Tuple[int, int],
+                         dst_grid: Tuple[int, int], mode: str = 'scale_factor'
+                         ) -> torch.Tensor:
+    """An absolute position table of one grid resized to another (no extra tokens).
+
+    Args:
+        pos_embed (torch.Tensor): ``(1, Hs*Ws, C)``, raster order.
+        src_grid (tuple[int, int]): ``(Hs, Ws)``.
+        dst_grid (tuple[int, int]): ``(Hd, Wd)``.
+        mode (str): ``'scale_factor'``, the official HiViT detector and segmentor
+            (``detection/mmdet/models/backbones/hivit.py``): ``F.interpolate`` with
+            ``scale_factor=((Hd + 0.1) / Hs, (Wd + 0.1) / Ws)``, bicubic, whose
+            sampling positions follow the scale factor rather than the sizes (the
+            ``+ 0.1`` keeps ``floor(Hs * factor)`` at ``Hd`` despite rounding); or
+            ``'size'``, bicubic to the target size (mmpretrain's
+            ``resize_pos_embed``). Defaults to ``'scale_factor'``.
+
+    Returns:
+        torch.Tensor: ``(1, Hd*Wd, C)``; ``pos_embed`` itself when the grids are equal.
+    """
+    if tuple(dst_grid) == tuple(src_grid):
+        return pos_embed
+    if mode == 'size':
+        return resize_pos_embed(pos_embed, src_grid, dst_grid, mode='bicubic',
+                                num_extra_tokens=0)
+    (h0, w0), (h, w) = src_grid, (int(dst_grid[0]), int(dst_grid[1]))  # ints if traced
+    table = pos_embed.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)  # 1, C, h0, w0
+    table = F.interpolate(table, scale_factor=((h + 0.1) / h0, (w + 0.1) / w0),
+                          mode='bicubic')  # 1, C, h, w
+    return table.permute(0, 2, 3, 1).reshape(1, h * w, -1)  # 1, h*w, C
 
 
 def sincos_position_embedding(grid: Tuple[int, int], dim: int,
@@ -332,6 +368,22 @@ def random_unit_masking(
     return ids_shuffle[:, :num_keep], mask, ids_restore
 
 
+def take_units(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Per-sample selection along the unit dimension (MAE's gather of kept units).
+
+    Args:
+        x (torch.Tensor): ``(B, N, *rest)``, units on dimension 1.
+        ids (torch.Tensor): ``(B, L)`` int64 indices into ``N`` (``ids_keep`` or
+            ``ids_restore`` of :func:`random_unit_masking`).
+
+    Returns:
+        torch.Tensor: ``(B, L, *rest)`` with ``out[b, l] = x[b, ids[b, l]]``.
+    """
+    index = ids.reshape(*ids.shape, *[1] * (x.dim() - 2)).expand(
+        -1, -1, *x.shape[2:])  # B, L, *rest
+    return torch.gather(x, 1, index)  # B, L, *rest
+
+
 def use_masking(mask: Optional[bool]) -> bool:
     """The ``mask`` argument of a masked encoder's ``forward``.
 
@@ -384,6 +436,17 @@ def select_arch(arch: Union[str, Mapping], arch_zoo: Mapping[str, dict],
                          + (f' and may add {sorted(allowed - required)}'
                             if optional else '') + f'; got {sorted(arch)}')
     return dict(optional, **arch)
+
+
+def check_choice(name: str, value, choices: Sequence):
+    """``value`` if it is one of ``choices``.
+
+    Raises:
+        ValueError: Naming the argument, the valid values and the one given.
+    """
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {tuple(choices)}, got {value!r}')
+    return value
 
 
 def normalize_out_indices(out_indices: Union[int, Sequence[int]],

@@ -71,8 +71,9 @@ from mmpretrain.models.utils.attention import WindowMSA
 
 from hivit_mm.registry import MODELS
 from .attention import attention
-from .geometry import (check_mask_ratio, normalize_out_indices, random_unit_masking,
-                       relative_index, select_arch, unit_grid, use_masking)
+from .geometry import (check_choice, check_mask_ratio, normalize_out_indices,
+                       random_unit_masking, relative_index, select_arch, take_units,
+                       unit_grid, use_masking)
 from .grouping import GroupPlan, plan_groups
 
 __all__ = [
@@ -378,8 +379,7 @@ class GreenSwin(SwinTransformer):
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         num_stages = len(select_arch(arch.lower() if isinstance(arch, str) else arch,
                                      self.arch_zoo, what='Swin')['depths'])
-        if attn_mode not in ATTN_MODES:
-            raise ValueError(f'attn_mode must be one of {ATTN_MODES}, got {attn_mode!r}')
+        check_choice('attn_mode', attn_mode, ATTN_MODES)
         if window_size < 1:
             raise ValueError(f'window_size must be positive, got {window_size}')
         out_indices = normalize_out_indices(out_indices, num_stages)
@@ -489,8 +489,7 @@ class GreenSwin(SwinTransformer):
         x = x.view(B, H // unit, unit, W // unit, unit, -1)  # B, H_u, u, W_u, u, C
         x = x.permute(0, 1, 3, 2, 4, 5).flatten(3).flatten(1, 2)  # B, L, u*u*C
         if ids_keep is not None:
-            index = ids_keep[..., None].expand(-1, -1, x.shape[-1])  # B, K, u*u*C
-            x = torch.gather(x, 1, index)  # B, K, u*u*C
+            x = take_units(x, ids_keep)  # B, K, u*u*C
         x = x.reshape(B, -1, self.embed_dims)  # B, K*u*u, C (unit-major)
         outs = []
         for stage, (even, odd) in zip(self.stages, layouts):

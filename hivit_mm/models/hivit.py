@@ -27,24 +27,54 @@ stage  stride  channels what
 3      32      C        max-pool (k=2, s=2) of stage 2
 ====== ======= ======== ===============================================================
 
-Dense prediction as the official release (``detection/mmdet/models/backbones/hivit.py``,
-``segmentation/backbone/hivit.py``), each behaviour a named option whose default is the
-release's, the alternative kept: ``stem_taps`` (above); ``window_padding`` (``'zeros'``:
-ViTDet's zero tokens before each windowed block, unmasked, cropped after it;
-``'masked'``: padding masked out of the keys); ``pos_embed_resize`` (``'scale_factor'``:
-the table kept at its pre-training grid and resized at every forward with the release's
-scale factor; ``'size'``: resized to the target size); ``rel_pos_resize``
-(``'geometric'``: the release's spline on a geometric grid of offsets when loading
-tables of another grid; ``'bicubic'``).
+Options
+-------
+Dense prediction follows the official release (``detection/mmdet/models/backbones/
+hivit.py``, ``segmentation/backbone/hivit.py``): each behaviour of it is a named option
+of :class:`HiViT` whose default is the release's (listed first), the alternative kept.
 
-The module reads top to bottom: helpers (window partition, unit-major tokens to maps,
-position-table resizing), blocks, the model, the arch table. Geometry shared with
-GreenMIM (unit grid, relative-position index, table resizing, masking) is in
+``stem_taps``
+    ``'mid'``: the release's ``out_indices=['H', 'M', ...]``, stage 0 after the first
+    half of stem stage 0's blocks, stage 1 right after the first PatchMerge (the release
+    computes these places as block ``d0 - 1`` and ``d0 + d1`` of its flat list, which
+    they are for its archs, ``d0 == d1``). ``'end'``: the ends of the stem stages (the
+    features MAE fuses).
+``window_padding``
+    With ``window_size`` (ViTDet-style windows in main-stage tokens for the main blocks
+    not in ``global_blocks``, the grid padded to a multiple of the window).
+    ``'zeros'`` (the release's detector, as ViTDet): before each windowed block the grid
+    is padded with zero tokens, which take part in attention as keys (as their LayerNorm
+    bias), and the block's output is cropped back. ``'masked'``: padded once per run of
+    windowed blocks and masked out of the keys, so the output does not depend on the
+    padding.
+``pos_embed_resize``
+    How the absolute table of grid ``(h0, w0)`` meets an input grid ``(h, w)``, at
+    every forward (:func:`~hivit_mm.models.geometry.resize_abs_pos_embed`).
+    ``'scale_factor'`` (the release's detector and segmentor:
+    ``interpolate(scale_factor=((h + 0.1) / h0, (w + 0.1) / w0), mode='bicubic')``,
+    whose sampling positions follow the scale factor rather than the sizes).
+    ``'size'``: bicubic to the target size (mmpretrain's ``resize_pos_embed``).
+``rel_pos_resize``
+    How relative tables of a checkpoint made for another grid are resized on load
+    (:func:`~hivit_mm.models.geometry.resize_rel_pos_bias_table`). ``'geometric'`` (the
+    release's segmentation loader: bicubic splines on a geometric grid of source
+    offsets, so that near offsets keep their learned bias; square grids, to a larger
+    one). ``'bicubic'``: the table stretched as an image, every offset scaled alike.
+
+Freezing: ``frozen_stages=k`` freezes stages ``0..k`` with their output norms (stage 0:
+patch embedding and stem stage 0; 1: the first PatchMerge and stem stage 1; 2: the
+second PatchMerge, position tables and the main stage; 3, a parameter-free pool: only
+its output norm); frozen modules stay in eval mode.
+
+The module reads top to bottom: helpers (argument checks, layer ids for layer-wise lr
+decay, window partition and windowed blocks, unit-major tokens to maps), blocks, the
+resizing of position tables on load, the model with its arch table. Geometry shared
+with GreenMIM (unit grid, relative-position index, table resizing, masking) is in
 :mod:`hivit_mm.models.geometry`; strict loading of pre-trained weights in
 :mod:`hivit_mm.models.loading`.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -57,13 +87,15 @@ from mmpretrain.models.utils import LayerNorm2d, resize_pos_embed
 
 from hivit_mm.registry import MODELS
 from .attention import attention
-from .geometry import (normalize_out_indices, relative_position_index,
-                       resize_rel_pos_bias_table, select_arch, table_window, unit_grid)
+from .geometry import (check_choice, normalize_out_indices, relative_position_index,
+                       resize_abs_pos_embed, resize_rel_pos_bias_table, select_arch,
+                       table_window, take_units, unit_grid)
 from .loading import init_pretrained
 
 __all__ = [
-    'HiViT', 'quarter_global_blocks', 'window_partition', 'window_merge', 'units_to_map',
-    'resize_position_tables', 'UNIT_SIZE', 'MAIN_STAGE', 'POOLED_STAGE'
+    'HiViT', 'quarter_global_blocks', 'layer_depth', 'window_partition', 'window_merge',
+    'run_windowed', 'units_to_map', 'resize_position_tables', 'UNIT_SIZE', 'MAIN_STAGE',
+    'POOLED_STAGE'
 ]
 
 UNIT_SIZE = 16  # pixels per side of a mask unit (one main-stage token)
@@ -159,6 +191,70 @@ def _block_runs(depth: int, global_blocks: Sequence[int]
     return tuple(runs)
 
 
+def layer_depth(param_name: str, depths: Sequence[int], prefix: str = '',
+                numbering: str = 'stem_as_one') -> Tuple[int, int]:
+    """Layer id of a HiViT parameter for layer-wise learning-rate decay.
+
+    Two numberings, both the release's:
+
+    * ``'stem_as_one'`` (its detection and segmentation constructors,
+      ``detection/mmcv_custom/hivit_layer_decay_optimizer_constructor.py``): the
+      patch embedding, position embedding and the whole stem (stages 0 and 1,
+      PatchMerges included) are layer 0; main-stage block ``k`` is layer ``k + 1``;
+      ``num_layers = main depth + 2``.
+    * ``'per_block'`` (its ImageNet fine-tuning, ``self_supervised/util/
+      lr_decay.py``): the patch and position embeddings are layer 0; every stem
+      MLP block is a layer of its own (stem stage 0 block ``j``: ``1 + j``; stem
+      stage 1 block ``j``: ``1 + n0 + j``, with ``n0 = 2 * depths[0]`` blocks in
+      stage 0); a PatchMerge shares the id of the block before it; main block ``k``
+      is layer ``1 + n0 + n1 + k``; ``num_layers = n0 + n1 + main depth + 2``
+      (HiViT-B: 30, so the embeddings train at ``rate ** 29``).
+
+    In both, everything else (output norms, and any parameter outside the
+    backbone, i.e. not starting with ``prefix``) is the last layer,
+    ``num_layers - 1``.
+
+    Args:
+        param_name (str): Parameter name, e.g.
+            ``'backbone.blocks.3.attn.qkv.weight'``.
+        depths (Sequence[int]): The arch's ``depths`` (stem stage ``s`` has
+            ``2 * depths[s]`` blocks).
+        prefix (str): Prefix of backbone parameters. Defaults to ``''``.
+        numbering (str): ``'stem_as_one'`` or ``'per_block'``. Defaults to
+            ``'stem_as_one'``.
+
+    Returns:
+        tuple[int, int]: ``(layer_id, num_layers)``.
+
+    Raises:
+        ValueError: For an unknown ``numbering``.
+    """
+    if numbering not in ('stem_as_one', 'per_block'):
+        raise ValueError(f"numbering must be 'stem_as_one' or 'per_block', got "
+                         f'{numbering!r}')
+    per_block = numbering == 'per_block'
+    stem_blocks = [2 * d for d in depths[:2]] if per_block else [0, 0]
+    first_main = 1 + sum(stem_blocks)  # layer id of main block 0
+    num_layers = first_main + depths[2] + 1
+    if not param_name.startswith(prefix):
+        return num_layers - 1, num_layers
+    name = param_name[len(prefix):]
+    parts = name.split('.')
+    if name.startswith('patch_embed.') or name == 'pos_embed':
+        return 0, num_layers
+    if name.startswith('stem.'):
+        if not per_block:
+            return 0, num_layers
+        stage = int(parts[1])
+        first = 1 + sum(stem_blocks[:stage])  # layer id of the stage's block 0
+        if parts[2] == 'blocks':
+            return first + int(parts[3]), num_layers
+        return first + stem_blocks[stage] - 1, num_layers  # the downsample
+    if name.startswith('blocks.'):
+        return first_main + int(parts[1]), num_layers
+    return num_layers - 1, num_layers
+
+
 def window_partition(x: torch.Tensor, grid: Tuple[int, int], window: int,
                      mask_padding: bool = True
                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -204,6 +300,39 @@ def window_merge(x: torch.Tensor, batch: int, grid: Tuple[int, int],
     x = x.reshape(batch, nh, nw, ws, ws, C).transpose(2, 3)  # B, nh, ws, nw, ws, C
     x = x.reshape(batch, nh * ws, nw * ws, C)[:, :h, :w]  # B, h, w, C
     return x.reshape(batch, h * w, C)
+
+
+def run_windowed(blocks: Sequence[nn.Module], x: torch.Tensor, grid: Tuple[int, int],
+                 window: int, padding: str, rel_index: Optional[torch.Tensor],
+                 run: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """Main blocks with attention inside ``window x window`` windows (ViTDet).
+
+    Args:
+        blocks (Sequence[nn.Module]): Consecutive windowed main blocks.
+        x (torch.Tensor): ``(B, h*w, C)`` tokens in raster order.
+        grid (tuple[int, int]): ``(h, w)``.
+        window (int): ``ws``.
+        padding (str): ``'zeros'`` (the official detector, as ViTDet: each block gets
+            its own zero-padded grid, the padding unmasked, the output cropped) or
+            ``'masked'`` (padded once for all ``blocks``, the padding masked out of
+            the keys).
+        rel_index (torch.Tensor, optional): ``(ws*ws, ws*ws)`` relative index.
+        run (Callable): ``run(block, x, rel_index[, key_mask])`` runs one block.
+
+    Returns:
+        torch.Tensor: ``(B, h*w, C)``.
+    """
+    if padding == 'zeros':
+        for blk in blocks:
+            windows, _ = window_partition(x, grid, window,
+                                          mask_padding=False)  # B*nW, ws*ws, C
+            windows = run(blk, windows, rel_index)
+            x = window_merge(windows, x.shape[0], grid, window)  # B, h*w, C
+        return x
+    windows, key_mask = window_partition(x, grid, window)  # B*nW, ws*ws, C
+    for blk in blocks:
+        windows = run(blk, windows, rel_index, key_mask)
+    return window_merge(windows, x.shape[0], grid, window)  # B, h*w, C
 
 
 def units_to_map(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
@@ -274,7 +403,8 @@ class PatchMerge(nn.Module):
 
 
 class StemStage(nn.Module):
-    """MLP-only blocks at one inner resolution, then a PatchMerge."""
+    """MLP-only blocks at one inner resolution, then a PatchMerge; its output is
+    tapped after a given number of blocks (``stem_taps``)."""
 
     def __init__(self, dim: int, depth: int, mlp_ratio: float, drop: float,
                  drop_paths: Sequence[float], eps: float) -> None:
@@ -282,6 +412,26 @@ class StemStage(nn.Module):
         self.blocks = nn.ModuleList(
             StemBlock(dim, mlp_ratio, drop, dp, eps) for dp in drop_paths[:depth])
         self.downsample = PatchMerge(dim, eps)
+
+    def forward(self, x: torch.Tensor, tap: int,
+                run: Callable[..., torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            x (torch.Tensor): ``(B, L, s, s, C)``, an ``s x s`` grid per unit.
+            tap (int): Blocks run before the stage's output is taken (``0``: its
+                input; ``len(blocks)``: after the last block).
+            run (Callable): ``run(block, x)`` runs one block.
+
+        Returns:
+            tuple[torch.Tensor, torch.Tensor]: The PatchMerged tokens
+            ``(B, L, s/2, s/2, 2C)`` and the tapped output ``(B, L, s, s, C)``.
+        """
+        out = x
+        for j, blk in enumerate(self.blocks):
+            x = run(blk, x)
+            if j + 1 == tap:
+                out = x
+        return self.downsample(x), out
 
 
 class Attention(nn.Module):
@@ -451,26 +601,20 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
 @MODELS.register_module()
 class HiViT(BaseModule):
     """HiViT backbone (one definition for classification, MAE, detection and
-    segmentation; tasks differ by config).
+    segmentation; tasks differ by config). Options whose default is the release's and
+    the alternatives kept are described in the module docstring ("Options").
 
     Args:
-        arch (str | dict): A name of :attr:`arch_zoo` (``'tiny'``, ``'small'``,
-            ``'base'``, ``'large'``) or a dict with ``embed_dims``, ``depths`` (three
-            ints: stem stage 0, stem stage 1, main stage; a stem stage of depth ``d`` has
-            ``2d``
-            MLP blocks, as in the paper), ``num_heads`` and optionally
-            ``stem_mlp_ratio`` (default 3) and ``mlp_ratio`` (default 4).
-            Defaults to ``'base'`` (the paper's and the released weights' HiViT-B:
-            512 wide, depths ``(2, 2, 20)``, 66.42M parameters with a 1000-class head).
-        img_size (int | tuple[int, int]): Input size the position tables are made for
-            (the absolute one unless ``pretrain_img_size`` is given). Other sizes work
-            (multiples of 16); the absolute embedding is then resized on the fly (see
-            ``pos_embed_resize``). Defaults to 224.
+        arch (str | dict): A name of :attr:`arch_zoo` or a dict with ``embed_dims``,
+            ``depths`` (stem stage 0, stem stage 1, main stage; a stem stage of depth
+            ``d`` has ``2d`` MLP blocks, as in the paper), ``num_heads`` and optionally
+            ``stem_mlp_ratio`` (default 3) and ``mlp_ratio`` (default 4). Defaults to
+            ``'base'`` (the paper's and the released weights' HiViT-B).
+        img_size (int | tuple[int, int]): Input size (pixels, multiples of 16) the
+            position tables are made for; other inputs work. Defaults to 224.
         pretrain_img_size (int | tuple[int, int], optional): Input size the absolute
-            embedding is kept for, when it differs from ``img_size``: the official
-            segmentor keeps the 14x14 table of the 224 fine-tuning and resizes it at
-            every forward, while its relative tables are resized once to the 640
-            grid. Defaults to None (``img_size``).
+            table is kept for, if not ``img_size`` (the official segmentor keeps the
+            224 table and resizes it at every forward). Defaults to None.
         in_channels (int): Defaults to 3.
         qkv_bias (bool): Defaults to True.
         drop_rate (float): Dropout after the position embedding and in MLPs.
@@ -482,58 +626,35 @@ class HiViT(BaseModule):
             Defaults to True.
         use_rel_pos_bias (bool): Swin-style relative position bias in each main block,
             over the ``img_size`` grid. Defaults to False.
-        rel_pos_zero_init (bool): Initialise relative tables to zeros (the official
-            fine-tuning, detection and segmentation code) instead of trunc-normal 0.02
+        rel_pos_zero_init (bool): Relative tables start at zeros (the official
+            fine-tuning, detection and segmentation) instead of trunc-normal 0.02
             (official supervised training). Defaults to False.
-        rel_pos_resize (str): How relative tables of a checkpoint made for another grid
-            are resized when loaded: ``'geometric'`` (the official segmentation
-            loader: bicubic splines on a geometric grid of source offsets, so that
-            near offsets keep their learned bias; square grids, to a larger one) or
-            ``'bicubic'`` (the table stretched as an image, every offset scaled alike).
-            See :func:`~hivit_mm.models.geometry.resize_rel_pos_bias_table`.
-            Defaults to ``'geometric'``.
-        pos_embed_resize (str): How the absolute table is resized to an input grid
-            ``(h, w)`` other than its own ``(h0, w0)``, at every forward:
-            ``'scale_factor'`` (the official detector and segmentor:
-            ``interpolate(scale_factor=((h + 0.1) / h0, (w + 0.1) / w0),
-            mode='bicubic')``, whose sampling positions follow the scale factor rather
-            than the sizes) or ``'size'`` (bicubic to the target size, mmpretrain's
-            ``resize_pos_embed``). Defaults to ``'scale_factor'``.
-        window_size (int, optional): ViTDet-style window attention (in main-stage
-            tokens) for the main blocks not listed in ``global_blocks``; the grid is
-            padded to a multiple of it (see ``window_padding``). Defaults to None
-            (global attention everywhere).
-        window_padding (str): ``'zeros'`` (the official detector, as ViTDet: before
-            each windowed block the grid is padded with zero tokens, which take part in
-            attention as keys (as their LayerNorm bias), and the block's output is
-            cropped back) or ``'masked'`` (padded once per run of windowed blocks and
-            masked out of the keys, so the output does not depend on the padding).
-            Defaults to ``'zeros'``.
-        global_blocks (Sequence[int], optional): Main blocks that keep global attention
-            when ``window_size`` is set. Defaults to :func:`quarter_global_blocks`.
-        out_indices (int | Sequence[int]): Stages to output (see the module docstring);
-            negative values count from 4. Defaults to ``(2, )``.
-        stem_taps (str): Where stages 0 and 1 are tapped: ``'mid'`` (the official
-            detector and segmentor, ``out_indices=['H', 'M', ...]``: stage 0 after the
-            first half of stem stage 0's blocks, stage 1 right after the first
-            PatchMerge; the release computes these places as block ``d0 - 1`` and
-            ``d0 + d1`` of its flat list, which they are for its archs, ``d0 == d1``)
-            or ``'end'`` (the ends of the stem stages). Defaults to ``'mid'``.
+        rel_pos_resize (str): ``'geometric'`` or ``'bicubic'``. Defaults to
+            ``'geometric'``.
+        pos_embed_resize (str): ``'scale_factor'`` or ``'size'``. Defaults to
+            ``'scale_factor'``.
+        window_size (int, optional): Window side in main-stage tokens for the main
+            blocks not in ``global_blocks``. Defaults to None (global attention).
+        window_padding (str): ``'zeros'`` or ``'masked'``. Defaults to ``'zeros'``.
+        global_blocks (Sequence[int], optional): Main blocks kept global when
+            windowed. Defaults to :func:`quarter_global_blocks`.
+        out_indices (int | Sequence[int]): Stages to output (the module docstring's
+            table); negative values count from 4. Defaults to ``(2, )``.
+        stem_taps (str): ``'mid'`` or ``'end'``. Defaults to ``'mid'``.
         out_norm (bool): LayerNorm (eps 1e-6) on each output, as the official detector.
             Defaults to False.
         norm_eps (float): LayerNorm eps. Defaults to 1e-6 (official).
-        frozen_stages (int): Freeze stages ``0..frozen_stages`` (stage 0 = patch embedding
-            and stem stage 0; stage 1 = the first PatchMerge and stem stage 1; stage 2 =
-            the second PatchMerge, position tables and the main stage; stage 3, a
-            parameter-free pool, only its output norm) with their output norms; frozen
-            modules stay in eval mode. -1 freezes nothing. Defaults to -1.
+        frozen_stages (int): Freeze stages ``0..frozen_stages`` (module docstring);
+            -1 freezes nothing. Defaults to -1.
         with_cp (bool): Activation checkpointing of every stem and main block in
-            training: a block keeps only its input and recomputes its activations in
-            the backward pass (about a third more compute, much less activation
-            memory; what HiViT-L needs on most GPUs). Defaults to False.
+            training (about a third more compute, much less activation memory; what
+            HiViT-L needs on most GPUs). Defaults to False.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix=...)``
-            loads weights in :meth:`init_weights` with strict key checks (see
-            :func:`~hivit_mm.models.loading.load_backbone_weights`). Defaults to None.
+            loads weights in :meth:`init_weights` with strict key checks
+            (:func:`~hivit_mm.models.loading.load_backbone_weights`). Defaults to None.
+
+    Raises:
+        ValueError: For an invalid arch, size, option value, window or stage argument.
     """
     arch_zoo: Dict[str, dict] = {
         # name: embed_dims, depths, heads      params (1000-class head), MACs @224
@@ -587,17 +708,10 @@ class HiViT(BaseModule):
         self.grid = unit_grid(img_size, UNIT_SIZE, 'img_size')
         self.pos_grid = self.grid if pretrain_img_size is None else unit_grid(
             pretrain_img_size, UNIT_SIZE, 'pretrain_img_size')
-        for name, value in (('rel_pos_resize', rel_pos_resize),
-                            ('pos_embed_resize', pos_embed_resize),
-                            ('window_padding', window_padding),
-                            ('stem_taps', stem_taps)):
-            if value not in self.options[name]:
-                raise ValueError(f'{name} must be one of {self.options[name]}, got '
-                                 f'{value!r}')
-        self.rel_pos_resize = rel_pos_resize
-        self.pos_embed_resize = pos_embed_resize
-        self.window_padding = window_padding
-        self.stem_taps = stem_taps
+        chosen = dict(rel_pos_resize=rel_pos_resize, pos_embed_resize=pos_embed_resize,
+                      window_padding=window_padding, stem_taps=stem_taps)
+        for name, value in chosen.items():  # self.rel_pos_resize etc.
+            setattr(self, name, check_choice(name, value, self.options[name]))
         self.out_indices = normalize_out_indices(out_indices, self.num_stages)
         self.channels = (dim // 4, dim // 2, dim, dim)
         self.strides = (4, 8, 16, 32)
@@ -633,16 +747,11 @@ class HiViT(BaseModule):
         self._runs = _block_runs(depth, self.global_blocks)
         # Relative indices shared by every block (global grid, and window grid when
         # windowed); derived, so non-persistent.
-        self.register_buffer(
-            'rel_pos_index',
-            relative_position_index(self.grid) if use_rel_pos_bias else None,
-            persistent=False)
+        window = None if window_size is None else (window_size, window_size)
+        for name, g in (('rel_pos_index', self.grid), ('win_rel_pos_index', window)):
+            self.register_buffer(name, relative_position_index(g, self.grid)
+                                 if use_rel_pos_bias and g else None, persistent=False)
         self._rel_index_cache: Dict[tuple, torch.Tensor] = {}  # other grids, by device
-        self.register_buffer(
-            'win_rel_pos_index',
-            relative_position_index((window_size, window_size), self.grid)
-            if use_rel_pos_bias and window_size is not None else None,
-            persistent=False)
 
         self.out_norms = nn.ModuleDict({
             str(i): LayerNorm2d(self.channels[i], eps=1e-6)
@@ -733,64 +842,9 @@ class HiViT(BaseModule):
 
     def get_layer_depth(self, param_name: str, prefix: str = '',
                         numbering: str = 'stem_as_one') -> Tuple[int, int]:
-        """Layer id of a parameter for layer-wise learning-rate decay.
-
-        Two numberings, both the release's:
-
-        * ``'stem_as_one'`` (its detection and segmentation constructors,
-          ``detection/mmcv_custom/hivit_layer_decay_optimizer_constructor.py``): the
-          patch embedding, position embedding and the whole stem (stages 0 and 1,
-          PatchMerges included) are layer 0; main-stage block ``k`` is layer ``k + 1``;
-          ``num_layers = main depth + 2``.
-        * ``'per_block'`` (its ImageNet fine-tuning, ``self_supervised/util/
-          lr_decay.py``): the patch and position embeddings are layer 0; every stem
-          MLP block is a layer of its own (stem stage 0 block ``j``: ``1 + j``; stem
-          stage 1 block ``j``: ``1 + n0 + j``, with ``n0 = 2 * depths[0]`` blocks in
-          stage 0); a PatchMerge shares the id of the block before it; main block ``k``
-          is layer ``1 + n0 + n1 + k``; ``num_layers = n0 + n1 + main depth + 2``
-          (HiViT-B: 30, so the embeddings train at ``rate ** 29``).
-
-        In both, everything else (output norms, and any parameter outside the
-        backbone, i.e. not starting with ``prefix``) is the last layer,
-        ``num_layers - 1``.
-
-        Args:
-            param_name (str): Parameter name, e.g.
-                ``'backbone.blocks.3.attn.qkv.weight'``.
-            prefix (str): Prefix of backbone parameters. Defaults to ``''``.
-            numbering (str): ``'stem_as_one'`` or ``'per_block'``. Defaults to
-                ``'stem_as_one'``.
-
-        Returns:
-            tuple[int, int]: ``(layer_id, num_layers)``.
-
-        Raises:
-            ValueError: For an unknown ``numbering``.
-        """
-        if numbering not in ('stem_as_one', 'per_block'):
-            raise ValueError(f"numbering must be 'stem_as_one' or 'per_block', got "
-                             f'{numbering!r}')
-        per_block = numbering == 'per_block'
-        stem_blocks = [len(stage.blocks) for stage in self.stem] if per_block else [0, 0]
-        first_main = 1 + sum(stem_blocks)  # layer id of main block 0
-        num_layers = first_main + self.depths[2] + 1
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        parts = name.split('.')
-        if name.startswith('patch_embed.') or name == 'pos_embed':
-            return 0, num_layers
-        if name.startswith('stem.'):
-            if not per_block:
-                return 0, num_layers
-            stage = int(parts[1])
-            first = 1 + sum(stem_blocks[:stage])  # layer id of the stage's block 0
-            if parts[2] == 'blocks':
-                return first + int(parts[3]), num_layers
-            return first + stem_blocks[stage] - 1, num_layers  # the downsample
-        if name.startswith('blocks.'):
-            return first_main + int(parts[1]), num_layers
-        return num_layers - 1, num_layers
+        """:func:`layer_depth` of a parameter of this model (the method layer-wise lr
+        decay asks for, as mmpretrain's backbones have)."""
+        return layer_depth(param_name, self.depths, prefix, numbering)
 
     # -- forward ------------------------------------------------------------
     def _run_block(self, blk: nn.Module, *args) -> torch.Tensor:
@@ -798,29 +852,9 @@ class HiViT(BaseModule):
             return cp.checkpoint(blk, *args, use_reentrant=False)
         return blk(*args)
 
-    def _pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """``(1, h*w, C)`` absolute embedding for a grid: the table itself on its own
-        grid, else resized as ``pos_embed_resize`` says."""
-        if grid == self.pos_grid:
-            return self.pos_embed
-        if self.pos_embed_resize == 'size':
-            return resize_pos_embed(self.pos_embed, self.pos_grid, grid, mode='bicubic',
-                                    num_extra_tokens=0)
-        (h0, w0), (h, w) = self.pos_grid, (int(grid[0]), int(grid[1]))  # ints if traced
-        table = self.pos_embed.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)  # 1, C, h0, w0
-        # the release's "+ 0.1" keeps floor(h0 * factor) at h despite rounding
-        table = F.interpolate(table, scale_factor=((h + 0.1) / h0, (w + 0.1) / w0),
-                              mode='bicubic')  # 1, C, h, w
-        return table.permute(0, 2, 3, 1).reshape(1, h * w, -1)  # 1, h*w, C
-
     def _rel_index_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """``(N, N)`` relative index for a grid, into tables of ``self.grid``.
-
-        A grid no larger than the tables' is indexed exactly (its offsets are a
-        subset); a larger one has offsets the tables never learned, so it is refused
-        (resize the tables by building the model with a larger ``img_size``: they are
-        resized on load).
-        """
+        """``(N, N)`` relative index for a grid no larger than the tables' (its offsets
+        are a subset); a larger one has offsets the tables never learned: refused."""
         if grid == self.grid:
             return self.rel_pos_index
         if grid[0] > self.grid[0] or grid[1] > self.grid[1]:
@@ -864,28 +898,20 @@ class HiViT(BaseModule):
             if self.window_size is not None:
                 raise ValueError('masked forward (ids_keep) needs global attention; '
                                  'build the model with window_size=None')
-            x = torch.gather(x, 1, ids_keep[:, :, None, None, None].expand(
-                -1, -1, *x.shape[2:]))  # B, L, 4, 4, C/4
-        # index of the stem block each stage's output is taken before (its length:
-        # the end of the stage)
+            x = take_units(x, ids_keep)  # B, L, 4, 4, C/4
+        # number of blocks of each stem stage before its output is tapped
         taps = ((len(self.stem[0].blocks) // 2, 0) if stem_taps == 'mid' else
                 (len(self.stem[0].blocks), len(self.stem[1].blocks)))
         outs = []
         for stage, tap in zip(self.stem, taps):
-            for j, blk in enumerate(stage.blocks):
-                if j == tap:
-                    outs.append(x)
-                x = self._run_block(blk, x)
-            if tap == len(stage.blocks):
-                outs.append(x)
-            x = stage.downsample(x)  # B, L, h/2, w/2, 2C
+            x, out = stage(x, tap, self._run_block)  # B, L, h/2, w/2, 2C
+            outs.append(out)
         x = x.flatten(1, 3)  # B, L, C
         if self.pos_embed is not None:
-            pos = self._pos_embed_for(grid)  # 1, N, C
+            pos = resize_abs_pos_embed(self.pos_embed, self.pos_grid, grid,
+                                       self.pos_embed_resize)  # 1, N, C
             if ids_keep is not None:
-                pos = torch.gather(pos.expand(x.shape[0], -1, -1), 1,
-                                   ids_keep[:, :, None].expand(-1, -1,
-                                                               x.shape[-1]))  # B, L, C
+                pos = take_units(pos.expand(x.shape[0], -1, -1), ids_keep)  # B, L, C
             x = x + pos
         x = self.pos_drop(x)
         outs.append(self._main_stage(x, grid, ids_keep))
@@ -901,27 +927,13 @@ class HiViT(BaseModule):
                                       ids_keep[:, None, :]]  # B, L, L
         for start, stop, windowed in self._runs:
             if windowed:
-                x = self._windowed_run(x, grid, start, stop)
+                x = run_windowed(self.blocks[start:stop], x, grid, self.window_size,
+                                 self.window_padding, self.win_rel_pos_index,
+                                 self._run_block)
             else:
                 for blk in self.blocks[start:stop]:
                     x = self._run_block(blk, x, rel_index)
         return x
-
-    def _windowed_run(self, x: torch.Tensor, grid: Tuple[int, int], start: int,
-                      stop: int) -> torch.Tensor:
-        """Blocks ``start:stop`` with attention inside ``window_size`` windows, padded
-        as ``window_padding`` says."""
-        if self.window_padding == 'zeros':  # per block: zero tokens, unmasked, cropped
-            for blk in self.blocks[start:stop]:
-                windows, _ = window_partition(x, grid, self.window_size,
-                                              mask_padding=False)  # B*nW, ws*ws, C
-                windows = self._run_block(blk, windows, self.win_rel_pos_index)
-                x = window_merge(windows, x.shape[0], grid, self.window_size)  # B, hw, C
-            return x
-        windows, key_mask = window_partition(x, grid, self.window_size)
-        for blk in self.blocks[start:stop]:
-            windows = self._run_block(blk, windows, self.win_rel_pos_index, key_mask)
-        return window_merge(windows, x.shape[0], grid, self.window_size)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """

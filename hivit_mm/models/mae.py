@@ -28,7 +28,7 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 from hivit_mm.registry import MODELS
 from .attention import attention
 from .geometry import (check_mask_ratio, random_unit_masking, sincos_position_embedding,
-                       unit_grid, use_masking)
+                       take_units, unit_grid, use_masking)
 from .hivit import UNIT_SIZE, HiViT
 
 __all__ = ['MaskedHiViT', 'ClsFreeMAEDecoder']
@@ -218,10 +218,10 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
             order.
         """
         x = self.decoder_embed(x)  # B, L_keep, D
-        B, num_keep, D = x.shape
+        B, num_keep, _ = x.shape
         mask_tokens = self.mask_token.expand(B, ids_restore.shape[1] - num_keep, -1)
         x = torch.cat([x, mask_tokens], dim=1)  # B, L, D (kept first)
-        x = torch.gather(x, 1, ids_restore[..., None].expand(-1, -1, D))  # B, L, D
+        x = take_units(x, ids_restore)  # B, L, D
         x = x + self.decoder_pos_embed
         for blk in self.decoder_blocks:
             x = blk(x)
