@@ -167,6 +167,52 @@ def test_nan_batches_skipped_when_asked(tmp_path: Path, shapes: Path) -> None:
     assert after['message_hub']['runtime_info']['non_finite_skipped'] == 2
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize('action', ['raise', 'skip'])
+def test_nan_on_one_rank_stops_or_skips_on_every_rank(action: str, tmp_path: Path,
+                                                      shapes: Path) -> None:
+    """2 CPU processes; only rank 1's second batch (its images 5-8) holds NaN."""
+    start = time.monotonic()
+    proc = _run(['bash', str(TOOLS / 'dist_train.sh'), str(CLS), '2', '--work-dir',
+                 str(tmp_path), '--cfg-options', *_data(shapes), 'train_cfg.max_iters=3',
+                 'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=1',
+                 'env_cfg.dist_cfg.timeout=30',
+                 'train_dataloader.dataset.pipeline.1.after=4',
+                 'train_dataloader.dataset.pipeline.1.count=4',
+                 'train_dataloader.dataset.pipeline.1.rank=1',
+                 f'reliability.non_finite={action}'], PORT=str(_free_port()))
+    assert time.monotonic() - start < 120  # no rank waits for the configured timeout
+    out = proc.stdout
+    assert 'timed out' not in out.lower(), out[-4000:]
+    message = 'non-finite loss at iteration 2 (epoch 1) on rank(s) [1] of 2'
+    if action == 'raise':
+        assert proc.returncode != 0
+        # each rank stops with the message; rank 1 names its batch's NaN images
+        for rank in (0, 1):
+            assert (f'NonFiniteLossError: {message}; loss terms of rank {rank}: '
+                    f'loss={"nan" if rank else ""}') in out, out[-4000:]
+        assert 'samples with NaN/Inf in their input: positions [0, 1, 2, 3]' in out
+        assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_1.pth']
+        return
+    assert proc.returncode == 0, out[-4000:]
+    assert f'{message}; loss terms of rank 0: loss=' in out
+    assert 'batch skipped (1 so far)' in out
+    # the step was skipped by both ranks in lockstep (or DDP would have hung), and
+    # iteration 3 trained again on both
+    states = [_state(tmp_path / f'iter_{i}.pth') for i in (1, 2, 3)]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[1][k], states[2][k]) for k in states[1])
+    assert all(v.isfinite().all() for v in states[2].values() if v.is_floating_point())
+    last = load_checkpoint_file(str(tmp_path / 'iter_3.pth'))
+    assert last['message_hub']['runtime_info']['non_finite_skipped'] == 1
+
+
 @pytest.mark.parametrize('action', ['raise', 'skip'])
 def test_non_finite_gradient_norm_caught_before_the_step(action: str) -> None:
     """A finite loss with an infinite gradient (sqrt at 0), under norm clipping."""
@@ -428,14 +474,11 @@ def test_resume_refuses_another_width(train_py: ModuleType, trained: Path,
 @pytest.mark.e2e
 def test_hung_rank_stops_the_job_after_the_configured_timeout(
         tmp_path: Path, shapes: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
     start = time.monotonic()
     proc = _run(['bash', str(TOOLS / 'dist_train.sh'), str(CLS), '2', '--work-dir',
                  str(tmp_path), '--cfg-options', *_data(shapes),
                  'env_cfg.dist_cfg.timeout=5', 'custom_hooks.0.where=hang',
-                 'custom_hooks.0.iter=2'], PORT=str(port))
+                 'custom_hooks.0.iter=2'], PORT=str(_free_port()))
     elapsed = time.monotonic() - start
     assert proc.returncode != 0
     assert elapsed < 120, elapsed  # torch's default would be 30 minutes

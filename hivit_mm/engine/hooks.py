@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.dist import is_distributed, is_main_process
+from mmengine.dist import get_rank, get_world_size, is_distributed, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
@@ -47,14 +47,20 @@ def _unwrap(model):
     return model.module if is_model_wrapper(model) else model
 
 
-def _any_rank(flag: bool) -> bool:
-    """Whether ``flag`` holds on any rank (all ranks must decide alike)."""
+def _ranks_where(flag: bool) -> List[int]:
+    """The ranks on which ``flag`` holds (``[0]`` or ``[]`` when not distributed).
+
+    Collective: every rank must call it at the same point, and all get the same list,
+    so that they all take the same decision (one rank skipping an optimizer step the
+    others take would leave DDP's gradient all-reduce waiting for it).
+    """
     if not is_distributed():
-        return flag
+        return [0] if flag else []
     device = 'cuda' if torch_dist.get_backend() == 'nccl' else 'cpu'
-    t = torch.tensor([int(flag)], device=device)
-    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-    return bool(t.item())
+    flags = torch.zeros(get_world_size(), dtype=torch.int32, device=device)
+    flags[get_rank()] = int(flag)
+    torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
+    return flags.nonzero().flatten().tolist()
 
 
 @HOOKS.register_module()
@@ -65,8 +71,10 @@ class NonFiniteLossHook(Hook):
     wrapper clips gradients by norm (``clip_grad=dict(max_norm=...)``), the norm is
     checked before the optimizer step as well (not under ``AmpOptimWrapper``, whose
     loss scaler skips steps with overflowing gradients by design). In distributed
-    runs every rank takes the same decision. The message names the iteration, the
-    loss terms and the batch's ``sample_idx`` and ``img_path`` values, and the
+    runs the decision is collective: when the loss of any rank is non-finite, every
+    rank stops (or skips the step) at the same iteration, so no rank is left waiting
+    in DDP's gradient all-reduce. The message names the iteration (and the ranks),
+    the loss terms and the batch's ``sample_idx`` and ``img_path`` values, and the
     samples whose input tensors hold NaN/Inf.
 
     Args:
@@ -116,12 +124,14 @@ class NonFiniteLossHook(Hook):
         update_params = wrapper.update_params
 
         def guarded_update_params(loss: torch.Tensor, *args, **kwargs) -> None:
-            if _any_rank(not bool(torch.isfinite(loss.detach()).all())):
-                return self._non_finite(runner, wrapper, 'loss')
+            ranks = _ranks_where(not bool(torch.isfinite(loss.detach()).all()))
+            if ranks:
+                return self._non_finite(runner, wrapper, 'loss', ranks)
             try:
                 update_params(loss, *args, **kwargs)
-            except _NonFiniteGradNorm as exc:
-                return self._non_finite(runner, wrapper, f'gradient norm ({exc.norm})')
+            except _NonFiniteGradNorm as exc:  # of all-reduced gradients: every rank
+                return self._non_finite(runner, wrapper, f'gradient norm ({exc.norm})',
+                                        list(range(get_world_size())))
 
         wrapper.update_params = guarded_update_params
         clip_func = getattr(wrapper, 'clip_func', None)
@@ -146,11 +156,16 @@ class NonFiniteLossHook(Hook):
                 for name, buf in model.named_buffers() if buf.is_floating_point()
             }
 
-    def _non_finite(self, runner, wrapper: OptimWrapper, what: str) -> None:
-        """Raise, or undo the batch (``action='skip'``)."""
+    def _non_finite(self, runner, wrapper: OptimWrapper, what: str,
+                    ranks: List[int]) -> None:
+        """Raise, or undo the batch (``action='skip'``), on every rank alike."""
+        where, this = '', ''
+        if is_distributed():
+            where = f' on rank(s) {ranks} of {get_world_size()}'
+            this = f' of rank {get_rank()}'
         message = (f'non-finite {what} at iteration {runner.iter + 1} '
-                   f'(epoch {runner.epoch + 1}); loss terms: {self._loss_terms()}; '
-                   f'batch: {self._describe_batch()}')
+                   f'(epoch {runner.epoch + 1}){where}; loss terms{this}: '
+                   f'{self._loss_terms()}; batch{this}: {self._describe_batch()}')
         if self.action == 'raise':
             runner.logger.error(message)
             raise NonFiniteLossError(

@@ -8,6 +8,7 @@ registries, so configs of any scope find them.
 import os
 import signal
 import time
+from typing import Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -23,15 +24,24 @@ class NaNPixelAfter(BaseTransform):
 
     Args:
         after (int): Images left intact.
+        count (int, optional): How many images get a NaN (then intact again).
+            Defaults to None (all).
+        rank (int, optional): The only rank whose images get NaN. Defaults to None
+            (every rank).
     """
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, after: int, count: Optional[int] = None,
+                 rank: Optional[int] = None) -> None:
         self.after = after
+        self.count = count
+        self.rank = rank
         self.calls = 0
 
     def transform(self, results: dict) -> dict:
         self.calls += 1
-        if self.calls > self.after:
+        last = None if self.count is None else self.after + self.count
+        if (self.after < self.calls and (last is None or self.calls <= last)
+                and self.rank in (None, get_rank())):
             img = results['img'].astype(np.float32)
             img[0, 0, 0] = np.nan
             results['img'] = img
