@@ -433,14 +433,20 @@ def test_atomic_save_keeps_old_file_on_full_disk(tmp_path: Path,
 
 # ------------------------------------------------------- 4. bit-exact resumption
 @pytest.mark.e2e
-def test_resume_mid_epoch_is_bit_exact(tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.mark.parametrize('persistent', [False, True])
+def test_resume_mid_epoch_is_bit_exact(persistent: bool,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp('mae_shapes')
     make_classification(root, 12, 0, img_size=64)
-    data = [f'train_dataloader.dataset.data_root={root}']
+    data = [f'train_dataloader.dataset.data_root={root}',
+            f'train_dataloader.persistent_workers={persistent}']
     straight = tmp_path_factory.mktemp('straight')
     broken = tmp_path_factory.mktemp('broken')
     proc = _train(MAE, straight, *data)
     assert proc.returncode == 0, proc.stdout[-4000:]
+    # persistent workers would run their random streams on across epochs, which a
+    # resumed run cannot continue: the runner restarts them each epoch
+    assert persistent == ('persistent_workers=True -> False' in proc.stdout)
     proc = _train(MAE, broken, *data, 'custom_hooks.0.where=kill_after_iter',
                   'custom_hooks.0.iter=4')
     assert proc.returncode == -signal.SIGKILL, proc.stdout[-4000:]

@@ -18,7 +18,8 @@ Skipped batches are loaded and dropped (as mmengine's ``IterBasedTrainLoop`` doe
 mmengine seeds each data-loader worker from ``randomness.seed`` when it starts, so
 replaying the batches reproduces their random transforms exactly. (Not so for
 ``persistent_workers=True`` in an epoch-based loop: the workers' draws then continue
-across epochs, and a resumed epoch starts them afresh.)
+across epochs, and a resumed epoch starts them afresh; the runner turns them off
+unless ``reliability.exact_resume=False``.)
 :class:`~hivit_mm.engine.ReliableRunner` uses these loops in place of mmengine's.
 """
 import logging
@@ -98,7 +99,8 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
                 and self.dataloader.persistent_workers):
             print_log('persistent data-loader workers start afresh on resume: the '
                       'random transforms of this run differ from an uninterrupted one '
-                      '(set persistent_workers=False for a bit-exact resume)',
+                      '(reliability.exact_resume=True, or persistent_workers=False, '
+                      'for a bit-exact resume)',
                       logger='current', level=logging.WARNING)
         if done <= 0:
             _restore_rng(self.runner)  # resumed at an epoch boundary

@@ -20,6 +20,15 @@ mmseg all honour. Against mmengine 0.10.7's ``Runner`` it changes:
   the new one is safe). Each checkpoint stores the random generators of every rank
   (``meta.rng_state``), which the loops of :mod:`hivit_mm.engine.loops` (used in place
   of mmengine's) restore for a bit-exact resume.
+* **persistent data-loader workers** of an epoch-based training loop
+  (``persistent_workers=True``, ``num_workers > 0``) are turned off, with a logged
+  message: their random streams run on across epochs, and a resumed run's workers could
+  not continue them (they would start afresh); restarted each epoch (mmengine seeds
+  them alike each time), the workers draw the same in a resumed run as in an
+  uninterrupted one. The cost is the workers' start-up once per epoch.
+  ``reliability.exact_resume=False`` keeps them (a resume then warns that its random
+  transforms differ). Iteration-based loops keep their workers: the iterator of an
+  ``InfiniteSampler`` never restarts.
 * **non-finite losses** stop training: :class:`~hivit_mm.engine.NonFiniteLossHook`
   is added unless the config lists one (``reliability.non_finite='skip'`` skips
   and counts such batches instead).
@@ -30,6 +39,7 @@ Settings (all optional), in the config::
         non_finite='raise',         # or 'skip'
         max_non_finite_skips=None,  # with 'skip': stop after this many
         load_from_ignore_keys=[],   # e.g. [r'^head\\.'] to load all but the head
+        exact_resume=True,          # False: keep persistent_workers (see above)
     )
 """
 import copy
@@ -56,7 +66,8 @@ from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 __all__ = ['ReliableRunner', 'find_resumable_checkpoint']
 
 RELIABILITY_DEFAULTS = dict(
-    non_finite='raise', max_non_finite_skips=None, load_from_ignore_keys=())
+    non_finite='raise', max_non_finite_skips=None, load_from_ignore_keys=(),
+    exact_resume=True)
 _CHECKPOINT_NAME = re.compile(r'^(?:epoch|iter)_(\d+)\.pth$')
 
 
@@ -173,7 +184,21 @@ class ReliableRunner(Runner):
                 loop['type'] = ResumableEpochBasedTrainLoop
             elif _is(loop.get('type'), IterBasedTrainLoop):
                 loop['type'] = ResumableIterBasedTrainLoop
+            if loop.get('type') is ResumableEpochBasedTrainLoop:
+                self._restart_workers_each_epoch()
         return super().build_train_loop(loop)
+
+    def _restart_workers_each_epoch(self) -> None:
+        """Turn off ``persistent_workers`` of the training loader (module docstring)."""
+        loader = self._train_dataloader
+        if (not isinstance(loader, dict) or not loader.get('persistent_workers')
+                or not loader.get('num_workers') or not self.reliability['exact_resume']):
+            return
+        self._train_dataloader = {**loader, 'persistent_workers': False}
+        self.logger.info(
+            'train_dataloader: persistent_workers=True -> False, so that a resumed run '
+            'draws the same random transforms as an uninterrupted one (the workers '
+            'start once per epoch); reliability.exact_resume=False keeps them')
 
     @staticmethod
     def build_dataloader(dataloader, seed: Optional[int] = None,
