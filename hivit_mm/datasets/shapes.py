@@ -15,7 +15,12 @@ The same seed gives byte-identical files; each task (cls/det/seg) and split
 (train/val) has its own random stream. ``GENERATOR_VERSION`` is bumped whenever the
 output for a given seed changes, which makes :func:`ensure_shapes` regenerate.
 
-Layouts (all images are 8-bit BGR PNGs, read unchanged by the upstream loaders):
+Each task has a writer with the same arguments,
+``make_<task>(out_dir, num_train, num_val, img_size, seed=0)``: the root of its tree
+(the ``data_root`` of the upstream dataset; the writer's own folders in it are
+replaced), images per split (>= 0), the side of the square images in pixels, and a
+non-negative random seed. It returns counts per split. Layouts (all images are 8-bit
+BGR PNGs, read unchanged by the upstream loaders):
 
 * :func:`make_classification`, one object per image, label = its class, classes
   balanced::
@@ -342,15 +347,9 @@ def make_classification(out_dir: PathLike,
                         num_val: int,
                         img_size: int = 64,
                         seed: int = 0) -> Dict[str, int]:
-    """Write the ImageNet-style classification tree, one object per image.
-
-    Existing ``train/``, ``val/`` and ``meta/`` folders under ``out_dir`` are replaced.
-    Labels are balanced: class counts of a split differ by at most one.
-
-    Args:
-        out_dir: Root of the tree (``data_root`` of mmpretrain ``CustomDataset``).
-        num_train, num_val, img_size, seed: Images per split, their side in pixels
-            (default 64) and the random seed (see :func:`_start_tree`).
+    """Write the ImageNet-style classification tree (``train/``, ``val/``, ``meta/``
+    of an mmpretrain ``CustomDataset``; arguments in the module docstring), one object
+    per image, labels balanced (class counts of a split differ by at most one).
 
     Returns:
         Number of images per split, ``{'train': ..., 'val': ...}``.
@@ -381,16 +380,10 @@ def make_detection(out_dir: PathLike,
                    num_val: int,
                    img_size: int = 128,
                    seed: int = 0) -> Dict[str, int]:
-    """Write COCO-style instance annotations (boxes and polygons) with their images.
-
-    Existing ``train/``, ``val/`` and ``annotations/`` folders under ``out_dir`` are
-    replaced. Image and annotation ids start at 1, category ``k`` (1-based) is
-    ``SHAPE_CLASSES[k - 1]``.
-
-    Args:
-        out_dir: Root of the tree (``data_root`` of mmdet ``CocoDataset``).
-        num_train, num_val, img_size, seed: Images per split, their side in pixels
-            (default 128) and the random seed (see :func:`_start_tree`).
+    """Write COCO-style instance annotations (boxes and polygons) with their images
+    (``train/``, ``val/``, ``annotations/`` of an mmdet ``CocoDataset``; arguments in
+    the module docstring). Image and annotation ids start at 1, category ``k``
+    (1-based) is ``SHAPE_CLASSES[k - 1]``.
 
     Returns:
         Images and instances per split, ``{'train': ..., 'val': ...,
@@ -441,15 +434,9 @@ def make_segmentation(out_dir: PathLike,
                       num_val: int,
                       img_size: int = 128,
                       seed: int = 0) -> Dict[str, int]:
-    """Write an ADE20K-style semantic segmentation tree.
-
-    Existing ``images/`` and ``annotations/`` folders under ``out_dir`` are replaced.
-    Label maps are uint8 with 0 = background and ``k`` = ``SEG_CLASSES[k]``.
-
-    Args:
-        out_dir: Root of the tree (``data_root`` of mmseg ``BaseSegDataset``).
-        num_train, num_val, img_size, seed: Images per split, their side in pixels
-            (default 128) and the random seed (see :func:`_start_tree`).
+    """Write an ADE20K-style semantic segmentation tree (``images/``, ``annotations/``
+    of an mmseg ``BaseSegDataset``; arguments in the module docstring). Label maps are
+    uint8 with 0 = background and ``k`` = ``SEG_CLASSES[k]``.
 
     Returns:
         Number of images per split, ``{'train': ..., 'val': ...}``.

@@ -41,9 +41,14 @@ def _restore_rng(runner) -> None:
         runner.resumed_rng_state = None
 
 
-def _validate(runner) -> None:
-    with preserved_rng_state():
-        runner.val_loop.run()
+def _validate_if_due(loop, done: int, total: int) -> None:
+    """Validate after ``done`` of ``total`` iterations or epochs when mmengine's loops
+    would (``val_begin``, every ``val_interval`` and at the end), with the generators'
+    states preserved."""
+    if (loop.runner.val_loop is not None and done >= loop.val_begin
+            and (done % loop.val_interval == 0 or done == total)):
+        with preserved_rng_state():
+            loop.runner.val_loop.run()
 
 
 @LOOPS.register_module()
@@ -64,10 +69,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             data_batch = next(self.dataloader_iterator)
             self.run_iter(data_batch)
             self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0
-                         or self._iter == self._max_iters)):
-                _validate(self.runner)
+            _validate_if_due(self, self._iter, self._max_iters)
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
@@ -83,10 +85,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         while self._epoch < self._max_epochs and not self.stop_training:
             self.run_epoch()
             self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._epoch >= self.val_begin
-                    and (self._epoch % self.val_interval == 0
-                         or self._epoch == self._max_epochs)):
-                _validate(self.runner)
+            _validate_if_due(self, self._epoch, self._max_epochs)
         self.runner.call_hook('after_train')
         return self.runner.model
 

@@ -31,9 +31,9 @@ from mmpretrain.models.utils import resize_pos_embed
 __all__ = [
     'to_2tuple', 'unit_grid', 'relative_index', 'relative_position_index',
     'table_window', 'geometric_ratio', 'resize_rel_pos_bias_table', 'RESIZE_MODES',
-    'resize_abs_pos_embed',
-    'sincos_position_embedding', 'check_mask_ratio', 'random_unit_masking',
-    'take_units', 'use_masking', 'select_arch', 'normalize_out_indices', 'check_choice'
+    'resize_abs_pos_embed', 'sincos_position_embedding', 'check_mask_ratio',
+    'random_unit_masking', 'take_units', 'use_masking', 'MaskedForward', 'select_arch',
+    'normalize_out_indices', 'check_choice'
 ]
 
 #: Modes of :func:`resize_rel_pos_bias_table`.
@@ -382,6 +382,13 @@ def take_units(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     index = ids.reshape(*ids.shape, *[1] * (x.dim() - 2)).expand(
         -1, -1, *x.shape[2:])  # B, L, *rest
     return torch.gather(x, 1, index)  # B, L, *rest
+
+
+#: What a masked encoder's ``forward(x, mask)`` returns: with masking, mmpretrain
+#: ``MAE``'s ``(latent (B, L_keep, C), mask (B, L) with 1 = removed, ids_restore
+#: (B, L))``; without, the stage outputs of the dense forward.
+MaskedForward = Union[Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                      Tuple[torch.Tensor, ...]]
 
 
 def use_masking(mask: Optional[bool]) -> bool:

@@ -71,9 +71,9 @@ from mmpretrain.models.utils.attention import WindowMSA
 
 from hivit_mm.registry import MODELS
 from .attention import attention
-from .geometry import (check_choice, check_mask_ratio, normalize_out_indices,
-                       random_unit_masking, relative_index, select_arch, take_units,
-                       unit_grid, use_masking)
+from .geometry import (MaskedForward, check_choice, check_mask_ratio,
+                       normalize_out_indices, random_unit_masking, relative_index,
+                       select_arch, take_units, unit_grid, use_masking)
 from .grouping import GroupPlan, plan_groups
 
 __all__ = [
@@ -531,11 +531,7 @@ class GreenSwin(SwinTransformer):
         ids_dev, layouts = self._plan_layouts(ids[:1] if shared else ids, grid, x.device)
         return self._encode(x, ids_dev.expand(x.shape[0], -1), layouts)  # ids: B, K
 
-    def forward(self,
-                x: torch.Tensor,
-                mask: Optional[bool] = True
-                ) -> Union[Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                           Tuple[torch.Tensor, ...]]:
+    def forward(self, x: torch.Tensor, mask: Optional[bool] = True) -> MaskedForward:
         """
         Args:
             x (torch.Tensor): Images ``(B, C, H, W)``.

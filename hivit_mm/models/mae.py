@@ -27,8 +27,8 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 
 from hivit_mm.registry import MODELS
 from .attention import attention
-from .geometry import (check_mask_ratio, random_unit_masking, sincos_position_embedding,
-                       take_units, unit_grid, use_masking)
+from .geometry import (MaskedForward, check_mask_ratio, random_unit_masking,
+                       sincos_position_embedding, take_units, unit_grid, use_masking)
 from .hivit import UNIT_SIZE, HiViT
 
 __all__ = ['MaskedHiViT', 'ClsFreeMAEDecoder']
@@ -54,7 +54,11 @@ class MaskedHiViT(HiViT):
             default) overrides, so the table starts as sin-cos and is trained (and
             weight-decayed by its optimizer rule); the official-recipe configs set
             False. Defaults to True.
-        **Other arguments: those of :class:`HiViT` (``arch``, ``img_size``, ...).
+        norm_eps (float): LayerNorm eps, also of the final norm. Defaults to 1e-6.
+        **kwargs: The other arguments of :class:`HiViT` (``drop_path_rate``,
+            ``use_rel_pos_bias``, ``out_indices`` of the dense forward, ...); the
+            absolute embedding is always on, and masking needs global attention (no
+            ``window_size``).
     """
     # Keys this class adds to HiViT's state dict; a checkpoint of it still loads into a
     # plain HiViT, these being dropped (read by hivit_mm.models.loading).
@@ -62,36 +66,21 @@ class MaskedHiViT(HiViT):
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',
-                 img_size: int = 224,
+                 img_size: Union[int, Tuple[int, int]] = 224,
                  mask_ratio: float = 0.75,
                  fuse_stem_features: bool = False,
                  freeze_pos_embed: bool = True,
-                 in_channels: int = 3,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.,
-                 use_rel_pos_bias: bool = False,
-                 rel_pos_zero_init: bool = False,
-                 out_indices: Union[int, Tuple[int, ...]] = (2, ),
+                 *,
                  norm_eps: float = 1e-6,
-                 with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(
-            arch=arch,
-            img_size=img_size,
-            in_channels=in_channels,
-            qkv_bias=qkv_bias,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            drop_path_rate=drop_path_rate,
-            use_abs_pos_embed=True,
-            use_rel_pos_bias=use_rel_pos_bias,
-            rel_pos_zero_init=rel_pos_zero_init,
-            out_indices=out_indices,
-            norm_eps=norm_eps,
-            with_cp=with_cp,
-            init_cfg=init_cfg)
+                 **kwargs) -> None:
+        if kwargs.get('window_size') is not None:
+            raise ValueError('MaskedHiViT drops masked units, which needs global '
+                             'attention; build it with window_size=None')
+        if not kwargs.pop('use_abs_pos_embed', True):
+            raise ValueError('MaskedHiViT adds a sin-cos absolute embedding; '
+                             'use_abs_pos_embed=False is not supported')
+        super().__init__(arch=arch, img_size=img_size, norm_eps=norm_eps,
+                         use_abs_pos_embed=True, **kwargs)
         self.mask_ratio = check_mask_ratio(mask_ratio)
         self.fuse_stem_features = fuse_stem_features
         self.pos_embed.requires_grad_(not freeze_pos_embed)
@@ -103,11 +92,7 @@ class MaskedHiViT(HiViT):
         super().init_weights()
         self.pos_embed.data.copy_(sincos_position_embedding(self.grid, self.embed_dims))
 
-    def forward(self,
-                x: torch.Tensor,
-                mask: Optional[bool] = True
-                ) -> Union[Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                           Tuple[torch.Tensor, ...]]:
+    def forward(self, x: torch.Tensor, mask: Optional[bool] = True) -> MaskedForward:
         """
         Args:
             x (torch.Tensor): Images ``(B, 3, H, W)`` on the ``img_size`` grid.
@@ -148,31 +133,15 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
         num_patches (int | tuple[int, int]): Units per image ``L`` of a square grid,
             or the grid ``(h, w)`` itself (needed for any other grid: the sin-cos
             table is built per row and column). Defaults to 196.
-        patch_size (int): Unit side in pixels. Defaults to 16.
-        in_chans (int): Defaults to 3.
-        embed_dim (int): Encoder output channels. Defaults to 1024.
-        decoder_embed_dim (int): Defaults to 512.
-        decoder_depth (int): Defaults to 8.
-        decoder_num_heads (int): Defaults to 16.
-        mlp_ratio (float): Defaults to 4.
-        norm_cfg (dict, optional): Defaults to LayerNorm with eps 1e-6.
-        init_cfg (dict, optional): Defaults to None.
+        **kwargs: The other arguments of ``MAEPretrainDecoder``, with its defaults
+            (``embed_dim`` 1024, ``decoder_embed_dim`` 512, ``decoder_depth`` 8,
+            ``decoder_num_heads`` 16, ``mlp_ratio`` 4, LayerNorm eps 1e-6, ...).
 
     Raises:
         ValueError: If ``num_patches`` is an int that is not a square.
     """
 
-    def __init__(self,
-                 num_patches: Union[int, Tuple[int, int]] = 196,
-                 patch_size: int = 16,
-                 in_chans: int = 3,
-                 embed_dim: int = 1024,
-                 decoder_embed_dim: int = 512,
-                 decoder_depth: int = 8,
-                 decoder_num_heads: int = 16,
-                 mlp_ratio: float = 4.,
-                 norm_cfg: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(self, num_patches: Union[int, Tuple[int, int]] = 196, **kwargs) -> None:
         if isinstance(num_patches, int):
             side = math.isqrt(num_patches)
             if side * side != num_patches:
@@ -181,20 +150,11 @@ class ClsFreeMAEDecoder(MAEPretrainDecoder):
                     'as num_patches=(h, w) so the sin-cos table is built for it')
             num_patches = (side, side)
         grid = tuple(num_patches)
-        super().__init__(
-            num_patches=grid[0] * grid[1],
-            patch_size=patch_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            decoder_embed_dim=decoder_embed_dim,
-            decoder_depth=decoder_depth,
-            decoder_num_heads=decoder_num_heads,
-            mlp_ratio=mlp_ratio,
-            norm_cfg=norm_cfg or dict(type='LN', eps=1e-6),
-            init_cfg=init_cfg)
+        super().__init__(num_patches=grid[0] * grid[1], **kwargs)
         self.grid = grid  # (h, w) units
         self.decoder_pos_embed = nn.Parameter(
-            torch.zeros(1, self.num_patches, decoder_embed_dim), requires_grad=False)
+            torch.zeros(1, self.num_patches, self.decoder_embed.out_features),
+            requires_grad=False)
         for block in self.decoder_blocks:  # mmpretrain's MultiheadAttention calls the
             # kernel it holds in this attribute (SDPA); give it ours, same signature
             block.attn.scaled_dot_product_attention = attention
