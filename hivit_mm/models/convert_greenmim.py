@@ -84,9 +84,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .convert_hivit import _OFFICIAL_DECODER_BLOCK, _rename, _rename_indexed
 from .geometry import check_choice, relative_position_index, table_window
-from .loading import unwrap_state_dict
+from .loading import MAE_DECODER_BLOCK, rename_indexed_key, rename_key, unwrap_state_dict
 
 __all__ = [
     'PATCH_MERGING_ORDERS', 'merging_channels_to_mmcv',
@@ -251,8 +250,8 @@ def _rename_official_decoder(key: str) -> Optional[str]:
     """Official decoder key -> ``neck.*`` of ``ClsFreeMAEDecoder``; None otherwise."""
     if key in _OFFICIAL_DECODER_TOP:
         return _OFFICIAL_DECODER_TOP[key]
-    return _rename_indexed(key, 'decoder_blocks', 'neck.decoder_blocks',
-                           _OFFICIAL_DECODER_BLOCK)
+    return rename_indexed_key(key, 'decoder_blocks', 'neck.decoder_blocks',
+                           MAE_DECODER_BLOCK)
 
 
 def _convert_official_encoder_key(name: str, value: torch.Tensor, order: str,
@@ -276,7 +275,7 @@ def _convert_official_encoder_key(name: str, value: torch.Tensor, order: str,
                 prefix + 'attn.w_msa.relative_position_index':
                 relative_position_index((window, window)),
             }
-        new = _rename(rest, (_BLOCK_MODULES, {}))
+        new = rename_key(rest, (_BLOCK_MODULES, {}))
         return None if new is None else {prefix + new: value}
     downsample = _OFFICIAL_DOWNSAMPLE.fullmatch(name)
     if downsample:

@@ -57,7 +57,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from .loading import unwrap_state_dict
+from .loading import (MAE_DECODER_BLOCK, RenameTable, rename_indexed_key, rename_key,
+                      unwrap_state_dict)
 
 __all__ = [
     'flat_block_layout', 'rename_flat_block_key', 'convert_official_hivit',
@@ -65,9 +66,6 @@ __all__ = [
 ]
 
 StateDict = Mapping[str, torch.Tensor]
-# Per kind of flat block: (module renames, parameter renames). A module rename maps
-# ``<module>.weight`` and ``<module>.bias``; a parameter rename maps one exact name.
-RenameTable = Tuple[Mapping[str, str], Mapping[str, str]]
 
 _NO_PARAMS: Mapping[str, str] = {}
 _STEM_BLOCK: RenameTable = ({
@@ -102,16 +100,6 @@ _OFFICIAL_TOP: RenameTable = ({
     'mask_token': 'neck.mask_token',
     'decoder_pos_embed': 'neck.decoder_pos_embed',
 })
-# timm ``Block`` names of the official decoder -> mmpretrain TransformerEncoderLayer.
-_OFFICIAL_DECODER_BLOCK: RenameTable = ({
-    'norm1': 'ln1',
-    'attn.qkv': 'attn.qkv',
-    'attn.proj': 'attn.proj',
-    'norm2': 'ln2',
-    'mlp.fc1': 'ffn.layers.0.0',
-    'mlp.fc2': 'ffn.layers.1',
-}, _NO_PARAMS)
-
 _MMPRETRAIN_TOP: RenameTable = ({
     'patch_embed.proj': 'patch_embed.proj',
     'patch_embed.norm': 'patch_embed.norm',
@@ -136,27 +124,6 @@ def _check_depths(depths: Sequence[int]) -> Tuple[int, int, int]:
 def _is_derived(key: str) -> bool:
     """Whether a key is a buffer derived from sizes (relative position indices)."""
     return key.rpartition('.')[2] == 'relative_position_index'
-
-
-def _rename(key: str, table: RenameTable) -> Optional[str]:
-    """Rename ``key`` through ``table``; None when it has no entry."""
-    modules, params = table
-    if key in params:
-        return params[key]
-    module, _, param = key.rpartition('.')
-    if param in ('weight', 'bias') and module in modules:
-        return f'{modules[module]}.{param}'
-    return None
-
-
-def _rename_indexed(key: str, container: str, target: str,
-                    table: RenameTable) -> Optional[str]:
-    """Rename ``{container}.{i}.{rest}`` to ``{target}.{i}.{renamed rest}``."""
-    head, index, rest = (key.split('.', 2) + ['', ''])[:3]
-    if head != container or not index.isdigit():
-        return None
-    renamed = _rename(rest, table)
-    return None if renamed is None else f'{target}.{index}.{renamed}'
 
 
 def flat_block_layout(depths: Sequence[int]) -> Tuple[Tuple[str, str], ...]:
@@ -204,7 +171,7 @@ def rename_flat_block_key(key: str,
     if head != 'blocks' or not index.isdigit() or int(index) >= len(layout):
         return None
     kind, target = layout[int(index)]
-    renamed = _rename(rest, _BLOCK_TABLES[kind])
+    renamed = rename_key(rest, _BLOCK_TABLES[kind])
     return None if renamed is None else f'{target}.{renamed}'
 
 
@@ -261,9 +228,9 @@ def _rename_official(key: str, layout: Sequence[Tuple[str, str]]) -> Optional[st
         new = rename_flat_block_key(key, layout)
         return None if new is None else f'backbone.{new}'
     if key.startswith('decoder_blocks.'):
-        return _rename_indexed(key, 'decoder_blocks', 'neck.decoder_blocks',
-                               _OFFICIAL_DECODER_BLOCK)
-    return _rename(key, _OFFICIAL_TOP)
+        return rename_indexed_key(key, 'decoder_blocks', 'neck.decoder_blocks',
+                               MAE_DECODER_BLOCK)
+    return rename_key(key, _OFFICIAL_TOP)
 
 
 def convert_official_hivit(checkpoint: Mapping,
@@ -312,7 +279,7 @@ def _rename_mmpretrain(key: str, layout: Sequence[Tuple[str, str]],
     if key.startswith('blocks.'):
         new = rename_flat_block_key(key, layout)
     else:
-        new = _rename(key, _MMPRETRAIN_TOP)
+        new = rename_key(key, _MMPRETRAIN_TOP)
     return None if new is None else f'backbone.{new}'
 
 

@@ -18,9 +18,14 @@ The exceptions are declared by the models, not listed here:
 Position tables saved for another grid are resized by the model's own
 ``resize_position_tables`` (the same code its ``load_state_dict`` pre-hook runs, as
 mmpretrain resizes in a load hook).
+
+The checkpoint converters (:mod:`~hivit_mm.models.convert_hivit`,
+:mod:`~hivit_mm.models.convert_greenmim`) share the unwrapping of a checkpoint
+(:func:`unwrap_state_dict`) and the renaming of keys by table (:func:`rename_key`,
+:func:`rename_indexed_key`) defined here.
 """
 from collections import OrderedDict
-from typing import Dict, Mapping, Sequence, Set
+from typing import Dict, Mapping, Optional, Sequence, Set, Tuple
 
 import torch
 from mmengine.logging import MMLogger
@@ -28,10 +33,25 @@ from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import _load_checkpoint
 
 __all__ = [
-    'unwrap_state_dict', 'read_pretrained', 'load_backbone_weights', 'init_pretrained'
+    'unwrap_state_dict', 'read_pretrained', 'load_backbone_weights', 'init_pretrained',
+    'RenameTable', 'rename_key', 'rename_indexed_key', 'MAE_DECODER_BLOCK'
 ]
 
 StateDict = Mapping[str, torch.Tensor]
+#: How a converter renames the keys of one kind of module: ``(module renames,
+#: parameter renames)``. A module rename maps ``<module>.weight`` and
+#: ``<module>.bias``; a parameter rename maps one exact name.
+RenameTable = Tuple[Mapping[str, str], Mapping[str, str]]
+#: timm ``Block`` names of an MAE decoder block (the official HiViT and GreenMIM
+#: releases, as MAE's ``models_mae.py``) -> mmpretrain's ``TransformerEncoderLayer``.
+MAE_DECODER_BLOCK: RenameTable = ({
+    'norm1': 'ln1',
+    'attn.qkv': 'attn.qkv',
+    'attn.proj': 'attn.proj',
+    'norm2': 'ln2',
+    'mlp.fc1': 'ffn.layers.0.0',
+    'mlp.fc2': 'ffn.layers.1',
+}, {})
 
 
 def unwrap_state_dict(checkpoint: Mapping,
@@ -161,3 +181,28 @@ def init_pretrained(model: torch.nn.Module, init_cfg: dict) -> None:
                          'init_cfg=None to train from scratch)')
     state = read_pretrained(init_cfg['checkpoint'], init_cfg.get('prefix', ''))
     load_backbone_weights(model, state, source=init_cfg['checkpoint'])
+
+
+# ----------------------------------------------------------------------------
+# Renaming of checkpoint keys (used by the converters)
+# ----------------------------------------------------------------------------
+def rename_key(key: str, table: RenameTable) -> Optional[str]:
+    """``key`` renamed through ``table``; None when it has no entry."""
+    modules, params = table
+    if key in params:
+        return params[key]
+    module, _, param = key.rpartition('.')
+    if param in ('weight', 'bias') and module in modules:
+        return f'{modules[module]}.{param}'
+    return None
+
+
+def rename_indexed_key(key: str, container: str, target: str,
+                       table: RenameTable) -> Optional[str]:
+    """``{container}.{i}.{rest}`` renamed to ``{target}.{i}.{renamed rest}``; None when
+    ``key`` is not in ``container`` or ``rest`` has no entry in ``table``."""
+    head, index, rest = (key.split('.', 2) + ['', ''])[:3]
+    if head != container or not index.isdigit():
+        return None
+    renamed = rename_key(rest, table)
+    return None if renamed is None else f'{target}.{index}.{renamed}'
