@@ -4,33 +4,8 @@
 # Usage: [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS="..."] \
 #     bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
 #
-# GPUS is the total number of tasks (one per GPU), GPUS_PER_NODE defaults to
-# min(GPUS, 8), SRUN_ARGS are extra srun options (word-split, e.g. '--qos=high').
+# The environment is described in tools/misc/launch.sh.
+source "$(dirname "$0")/misc/launch.sh"
+[ $# -ge 4 ] || usage "PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]"
 
-if [ $# -lt 4 ]; then
-    echo "Usage: bash $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]" >&2
-    exit 1
-fi
-
-set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=("${@:5}")
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p "${PARTITION}" \
-    --job-name="${JOB_NAME}" \
-    --gres=gpu:${GPUS_PER_NODE} \
-    --ntasks=${GPUS} \
-    --ntasks-per-node=${GPUS_PER_NODE} \
-    --cpus-per-task=${CPUS_PER_TASK} \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    python -u "$(dirname "$0")/train.py" "${CONFIG}" --work-dir="${WORK_DIR}" --launcher="slurm" "${PY_ARGS[@]}"
+srun_tool "$1" "$2" train.py "$3" --work-dir="$4" --launcher="slurm" "${@:5}"

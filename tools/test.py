@@ -16,33 +16,24 @@ Examples::
 """
 import argparse
 import inspect
-import os
 import os.path as osp
 from typing import List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import DumpResults
-from mmengine.registry import HOOKS, RUNNERS
-from mmengine.runner import Runner
+from mmengine.registry import HOOKS
 
 # Importing hivit_mm applies its fixes for the pinned stack (hivit_mm.utils.compat).
 # Our modules register when a config first looks up a `hivit_mm.X` type (the scope's
 # registries import them; see hivit_mm/registry.py); no import here is needed for that.
+from hivit_mm.utils.cli import build_runner, merge_common_args, parse_tool_args
 from hivit_mm.utils.compat import finish_cpu_distributed, setup_cpu_distributed
-
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line.
-
-    Args:
-        argv (list[str], optional): Arguments without the program name. Defaults to
-            ``sys.argv[1:]``.
-
-    Returns:
-        argparse.Namespace: The parsed arguments.
-    """
+    """The tool's arguments, then the common ones
+    (:func:`hivit_mm.utils.cli.parse_tool_args`), parsed from ``argv`` (without the
+    program name; defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(
         description='Test (and eval) a model with a checkpoint')
     parser.add_argument('config', help='test config file path')
@@ -67,33 +58,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='with --show-dir, paint every `interval`-th sample (mmpretrain) '
         'or batch (mmseg); mmdet paints every test image')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
         '--tta',
         action='store_true',
         help="test-time augmentation: the config's `tta_pipeline` becomes the test "
         "pipeline and its `tta_model` wraps the model (e.g. the ADE20K 640 config's "
         'multi-scale + flip protocol)')
-    parser.add_argument(
-        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    # torch.distributed.launch of torch >= 2.0 passes `--local-rank`, older
-    # versions `--local_rank`; torchrun passes neither and sets LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_tool_args(parser, argv)
     if args.interval < 1:
         parser.error(f'--interval must be >= 1, got {args.interval}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must name a .pkl or .pickle file, got {args.out!r}')
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
@@ -166,26 +140,10 @@ def trigger_visualization_hook(cfg: Config,
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Merge the command-line arguments into the config.
-
-    Args:
-        cfg (Config): The config loaded from ``args.config``; edited in place.
-        args (argparse.Namespace): The output of :func:`parse_args`.
-
-    Returns:
-        Config: ``cfg``.
-    """
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    cfg.launcher = args.launcher
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    """Merge the :func:`parse_args` output into ``cfg`` (loaded from ``args.config``,
+    edited in place and returned): the common arguments, the checkpoint, and no
+    training parts."""
+    merge_common_args(cfg, args)
 
     cfg.load_from = args.checkpoint
     cfg.resume = False
@@ -232,12 +190,8 @@ def use_tta(cfg: Config) -> Config:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Evaluate the checkpoint on the config's test set.
-
-    Args:
-        argv (list[str], optional): Arguments without the program name. Defaults to
-            ``sys.argv[1:]``.
-    """
+    """Evaluate the checkpoint on the config's test set (``argv`` as for
+    :func:`parse_args`)."""
     args = parse_args(argv)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
@@ -245,12 +199,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     cpu_dist = setup_cpu_distributed(cfg, args.launcher)
 
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        # build customized runner from the registry if 'runner_type' is set
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
 
     # add `DumpResults` dummy metric
     if args.out is not None:

@@ -17,39 +17,29 @@ Examples::
     bash tools/dist_train.sh configs/xxx.py 8 --amp
 """
 import argparse
-import os
-import os.path as osp
 from typing import List, Optional
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 # Importing hivit_mm applies its fixes for the pinned stack (hivit_mm.utils.compat).
 # Our modules register when a config first looks up a `hivit_mm.X` type (the scope's
 # registries import them; see hivit_mm/registry.py); no import here is needed for that.
 from hivit_mm.engine.amp import cpu_supports_bf16
+from hivit_mm.utils.cli import build_runner, merge_common_args, parse_tool_args
 from hivit_mm.utils.compat import finish_cpu_distributed, setup_cpu_distributed
 
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 AMP_DEVICES = ('cuda', 'npu', 'mlu', 'musa')  # asserted by AmpOptimWrapper
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line.
-
-    Args:
-        argv (list[str], optional): Arguments without the program name. Defaults to
-            ``sys.argv[1:]``.
-
-    Returns:
-        argparse.Namespace: The parsed arguments.
-    """
+    """The tool's arguments, then the common ones
+    (:func:`hivit_mm.utils.cli.parse_tool_args`), parsed from ``argv`` (without the
+    program name; defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -85,25 +75,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='whether to disable the persistent_workers option in '
         'dataloaders.')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    # torch.distributed.launch of torch >= 2.0 passes `--local-rank`, older
-    # versions `--local_rank`; torchrun passes neither and sets LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def _fix_dataloaders(cfg: Config, args: argparse.Namespace) -> None:
@@ -177,17 +149,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             wrapper, or ``--auto-scale-lr`` with a config that has no
             ``auto_scale_lr.base_batch_size``.
     """
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    cfg.launcher = args.launcher
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    merge_common_args(cfg, args)
 
     if args.no_validate:
         cfg.val_cfg = None
@@ -221,12 +183,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Train the model described by the config.
-
-    Args:
-        argv (list[str], optional): Arguments without the program name. Defaults to
-            ``sys.argv[1:]``.
-    """
+    """Train the model described by the config (``argv`` as for :func:`parse_args`)."""
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
 
@@ -236,12 +193,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     # the model's forward instead, with the same options (its backward comes with it).
     compile_cfg = cfg.pop('compile', None)
 
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        # build customized runner from the registry if 'runner_type' is set
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     if compile_cfg:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         model.forward = torch.compile(

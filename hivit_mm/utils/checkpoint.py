@@ -26,7 +26,9 @@ The other side of a checkpoint's life is here too:
 * :func:`load_state_dict_checked` loads a state dict and raises
   :class:`CheckpointMismatchError` with the missing, unexpected and mis-shaped keys,
   unless they match an explicit ``ignore_keys`` pattern;
-* :func:`check_output_path` refuses an output path that is the input file.
+* :func:`check_output_path` refuses an output path that is the input file;
+* :func:`convert_checkpoint_file` is the file side of every converter in
+  ``tools/model_converters/``: read, convert, write with provenance.
 """
 import hashlib
 import os
@@ -373,6 +375,35 @@ def check_output_path(src: str, dst: str) -> None:
     if same:
         raise ValueError(f'the output {dst} is the input checkpoint {src}; writing it '
                          'would destroy the input. Choose another output path.')
+
+
+def convert_checkpoint_file(src: str, dst: str,
+                            convert: Callable[[Any], Mapping[str, torch.Tensor]],
+                            **meta: Any) -> Mapping[str, torch.Tensor]:
+    """Convert a checkpoint file, as every script of ``tools/model_converters/`` does.
+
+    Refuses ``dst == src`` (:func:`check_output_path`), reads ``src`` with the hash
+    check (:func:`load_checkpoint_file`), converts it, and writes
+    ``{'state_dict': ..., 'meta': ...}`` atomically (:func:`save_checkpoint_atomic`).
+    ``meta`` records the source path, the given ``meta`` and the hivit_mm version.
+
+    Args:
+        src (str): Input checkpoint.
+        dst (str): Output checkpoint.
+        convert (Callable): The loaded checkpoint to the converted state dict (e.g.
+            :func:`~hivit_mm.models.convert_hivit.convert_official_hivit` with its
+            depths bound).
+        **meta: What else the output's ``meta`` records (the source layout, options).
+
+    Returns:
+        Mapping[str, torch.Tensor]: The converted state dict.
+    """
+    from hivit_mm.version import __version__
+    check_output_path(src, dst)
+    state_dict = convert(load_checkpoint_file(src))
+    meta = dict(source=osp.abspath(src), **meta, hivit_mm_version=__version__)
+    save_checkpoint_atomic(dict(state_dict=state_dict, meta=meta), dst)
+    return state_dict
 
 
 def is_readable_checkpoint(filename: str) -> Optional[str]:

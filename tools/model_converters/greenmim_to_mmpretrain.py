@@ -31,15 +31,13 @@ Examples::
 Only convert checkpoints you trust: they are unpickled (``weights_only=False``).
 """
 import argparse
-import os.path as osp
+from functools import partial
 from typing import List, Optional
 
 from hivit_mm.models.convert_greenmim import (PATCH_MERGING_ORDERS,
                                               convert_hivit_mm_greenmim,
                                               convert_official_greenmim)
-from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
-                                       save_checkpoint_atomic)
-from hivit_mm.version import __version__
+from hivit_mm.utils.checkpoint import convert_checkpoint_file
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -82,21 +80,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     """Load, convert, save, and print the key count."""
     args = parse_args(argv)
-    check_output_path(args.src, args.dst)
-    checkpoint = load_checkpoint_file(args.src)  # verifies a -<8 hex>.pth name's hash
-    meta = dict(source=osp.abspath(args.src), source_layout=args.source,
-                hivit_mm_version=__version__)
     if args.source == 'ours':
-        state_dict = convert_hivit_mm_greenmim(checkpoint)
+        convert, options = convert_hivit_mm_greenmim, {}
     else:
-        state_dict = convert_official_greenmim(
-            checkpoint,
-            patch_merging_order=args.patch_merging_order,
-            window_size=args.window_size,
-            keep_decoder=args.keep_decoder)
-        meta.update(patch_merging_order=args.patch_merging_order,
-                    window_size=args.window_size, keep_decoder=args.keep_decoder)
-    save_checkpoint_atomic(dict(state_dict=state_dict, meta=meta), args.dst)
+        options = dict(patch_merging_order=args.patch_merging_order,
+                       window_size=args.window_size, keep_decoder=args.keep_decoder)
+        convert = partial(convert_official_greenmim, **options)
+    state_dict = convert_checkpoint_file(args.src, args.dst, convert,
+                                         source_layout=args.source, **options)
     print(f'converted {len(state_dict)} keys ({args.source}) -> {args.dst}')
 
 

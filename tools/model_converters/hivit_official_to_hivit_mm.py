@@ -15,54 +15,24 @@ Examples::
 
 Only convert checkpoints you trust: they are unpickled (``weights_only=False``).
 """
-import argparse
-import os.path as osp
 from typing import List, Optional
 
 from hivit_mm.models import HiViT
 from hivit_mm.models.convert_hivit import convert_official_hivit
-from hivit_mm.utils.checkpoint import (check_output_path, load_checkpoint_file,
-                                       save_checkpoint_atomic)
-from hivit_mm.version import __version__
+from hivit_mm.utils.cli import parse_hivit_converter_args, run_hivit_converter
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line.
-
-    Args:
-        argv (list[str], optional): Arguments without the program name. Defaults to
-            ``sys.argv[1:]``.
-
-    Returns:
-        argparse.Namespace: ``src``, ``dst`` and ``depths`` (a tuple of three ints).
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='official checkpoint (.pth)')
-    parser.add_argument('dst', help='output checkpoint (.pth)')
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument(
-        '--arch',
-        choices=sorted(HiViT.arch_zoo),
-        help='official arch name (base = depths 2 2 20, the released weights)')
-    group.add_argument(
-        '--depths', type=int, nargs=3, metavar=('D0', 'D1', 'D2'),
-        help='depths of a custom arch')
-    args = parser.parse_args(argv)
-    args.depths = tuple(
-        HiViT.arch_zoo[args.arch]['depths'] if args.arch else args.depths)
-    return args
+def parse_args(argv: Optional[List[str]] = None):
+    """``src``, ``dst`` and ``depths`` from ``argv`` (default ``sys.argv[1:]``)."""
+    return parse_hivit_converter_args(
+        argv, __doc__.splitlines()[0], 'official',
+        {name: arch['depths'] for name, arch in HiViT.arch_zoo.items()},
+        'official arch name (base = depths 2 2 20, the released weights)')
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Load, convert, save, and print the key count."""
-    args = parse_args(argv)
-    check_output_path(args.src, args.dst)
-    checkpoint = load_checkpoint_file(args.src)  # verifies a -<8 hex>.pth name's hash
-    state_dict = convert_official_hivit(checkpoint, args.depths)
-    meta = dict(source=osp.abspath(args.src), source_layout='official',
-                depths=list(args.depths), hivit_mm_version=__version__)
-    save_checkpoint_atomic(dict(state_dict=state_dict, meta=meta), args.dst)
-    print(f'converted {len(state_dict)} keys (depths {args.depths}) -> {args.dst}')
+    run_hivit_converter(parse_args(argv), convert_official_hivit, 'official')
 
 
 if __name__ == '__main__':
