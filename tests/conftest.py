@@ -1,6 +1,7 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
-"""What several test modules share: the tiny archs, the optimizer-group reader, the
-mmpretrain Swin that GreenSwin must equal, and the runner of tools in a subprocess.
+"""What several test modules share: the tiny archs and models built from them, the
+optimizer-group reader, the check that a loss trains every parameter, the mmpretrain
+Swin that GreenSwin must equal, and the loader and runner of tools.
 
 Test modules import the constants and helpers (``from conftest import HIVIT_TINY``;
 pytest puts this folder on ``sys.path``). Tiers: tests that run a tool end to end in a
@@ -8,17 +9,24 @@ subprocess carry the ``e2e`` marker (registered in ``pytest.ini``), so
 ``pytest -m "not e2e"`` is the unit tier.
 """
 import copy
+import importlib.util
 import os
 import os.path as osp
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Dict, List, Tuple
 
+import torch
 import torch.nn as nn
 from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import init_default_scope
 from mmpretrain.models import SwinTransformer
+from mmpretrain.registry import MODELS
+
+from hivit_mm.models import HiViT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +38,67 @@ SWIN_TINY = dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
 #: LayerNorm of the GreenMIM recipe (every norm of the Swin).
 LN = dict(type='LN', eps=1e-6)
 
+#: Tiny HiViT for windowed attention: 3 main blocks, the last global.
+HIVIT_WINDOWED = dict(arch=dict(embed_dims=32, depths=(1, 1, 3), num_heads=2),
+                      img_size=96, use_rel_pos_bias=True, window_size=4,
+                      global_blocks=(2, ), out_indices=(0, 1, 2, 3))
+
 TOOL_TIMEOUT = 300  # seconds per subprocess: generous, a tiny run takes ~10 s on 2 cores
+
+
+def build_mmpretrain_model(cfg: dict) -> nn.Module:
+    """An mmpretrain model from a config dict, seeded (0) and initialised."""
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+def tiny_mae(backbone: dict, num_patches: int, patch_size: int, embed_dim: int,
+             decoder_dims: int = 32) -> nn.Module:
+    """mmpretrain ``MAE`` with ``backbone``, a one-block ``ClsFreeMAEDecoder`` and the
+    normalised-pixel L2 head, pixels taken as they are (mean 0, std 1)."""
+    return build_mmpretrain_model(
+        dict(
+            type='MAE',
+            backbone=backbone,
+            neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=num_patches,
+                      patch_size=patch_size, embed_dim=embed_dim,
+                      decoder_embed_dim=decoder_dims, decoder_depth=1,
+                      decoder_num_heads=2),
+            head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=patch_size,
+                      loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+            data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[0.] * 3,
+                                   std=[1.] * 3)))
+
+
+def tiny_hivit_mae(fuse: bool = False, rpe: bool = False, img: int = 64,
+                   decoder_dims: int = 32) -> nn.Module:
+    """:func:`tiny_mae` on a :data:`HIVIT_TINY` ``MaskedHiViT`` (mask ratio 0.75)."""
+    backbone = dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY), img_size=img,
+                    mask_ratio=0.75, fuse_stem_features=fuse, use_rel_pos_bias=rpe)
+    return tiny_mae(backbone, (img // 16)**2, 16, (7 if fuse else 1) * 32, decoder_dims)
+
+
+def windowed_hivit() -> HiViT:
+    """:data:`HIVIT_WINDOWED`, seeded (0) and initialised."""
+    torch.manual_seed(0)
+    model = HiViT(**HIVIT_WINDOWED)
+    model.init_weights()
+    return model
+
+
+def backward_reaches_every_parameter(model: nn.Module, data: dict) -> torch.Tensor:
+    """The loss of ``data``, after checking that it is finite and that its backward
+    gives every trainable parameter a non-zero gradient."""
+    loss = model(**data, mode='loss')['loss']
+    assert torch.isfinite(loss)
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not no_grad
+    return loss
 
 
 def param_settings(optim_wrapper: OptimWrapper, model: nn.Module,
@@ -89,6 +157,16 @@ def tool_env(**extra: str) -> Dict[str, str]:
         env.pop(key, None)  # our custom_imports must make checkpoints load
     env.update(extra)
     return env
+
+
+def load_tool(relpath: str) -> ModuleType:
+    """Import ``tools/<relpath>`` (a script) as a module."""
+    path = REPO / 'tools' / relpath
+    name = '_hivit_tools_' + relpath.replace('/', '_').replace('.', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(cmd: List[str], timeout: int = TOOL_TIMEOUT,

@@ -9,7 +9,7 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from hivit_mm.models import HiViT
+from conftest import windowed_hivit
 from hivit_mm.models import attention as attn_mod
 
 REPO_DATA = 'tests/data/'
@@ -22,11 +22,7 @@ def _force(monkeypatch, path: str) -> None:
 
 
 def _hivit_dense():
-    torch.manual_seed(0)
-    model = HiViT(arch=dict(embed_dims=32, depths=(1, 1, 3), num_heads=2), img_size=96,
-                  use_rel_pos_bias=True, window_size=4, global_blocks=(2, ),
-                  out_indices=(0, 1, 2, 3))
-    model.init_weights()
+    model = windowed_hivit()
     with torch.no_grad():  # non-zero relative tables
         for name, p in model.named_parameters():
             if 'relative_position_bias_table' in name:

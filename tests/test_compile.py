@@ -18,8 +18,8 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from conftest import windowed_hivit
 from hivit_mm.datasets import make_classification
-from hivit_mm.models import HiViT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,11 +63,7 @@ def _check_equal(model, loss_fn, steps=3, **compile_kwargs):
 
 
 def test_hivit_with_bias_and_windows_compiles_as_one_graph():
-    torch.manual_seed(0)
-    model = HiViT(arch=dict(embed_dims=32, depths=(1, 1, 3), num_heads=2), img_size=96,
-                  use_rel_pos_bias=True, window_size=4, global_blocks=(2, ),
-                  out_indices=(0, 1, 2, 3))
-    model.init_weights()
+    model = windowed_hivit()
     images = torch.randn(2, 3, 96, 96)
     counters = _check_equal(
         model, lambda m, seed: sum(o.square().mean() for o in m(images)), steps=1,

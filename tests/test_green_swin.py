@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SWIN_TINY, mmpretrain_swin
+from conftest import SWIN_TINY, mmpretrain_swin, tiny_mae
 from hivit_mm.models.green_swin import (GreenSwin, unit_token_coords, window_counts,
                                         window_index)
 from hivit_mm.registry import MODELS
@@ -266,25 +266,8 @@ def test_rejects_bad_inputs():
 
 def test_mmpretrain_mae_trains_with_greenswin():
     """The pre-training wiring: mmpretrain MAE + cls-free decoder + MAE head."""
-    from mmengine.registry import init_default_scope
-    from mmpretrain.models import MAE
-    init_default_scope('mmpretrain')  # MAE builds its parts in the current scope
-    model = MAE(
-        backbone=dict(type='hivit_mm.GreenSwin', arch=SWIN_TINY, window_size=4),
-        neck=dict(
-            type='hivit_mm.ClsFreeMAEDecoder',
-            num_patches=16,
-            patch_size=32,
-            embed_dim=256,
-            decoder_embed_dim=32,
-            decoder_depth=1,
-            decoder_num_heads=2),
-        head=dict(
-            type='MAEPretrainHead',
-            norm_pix=True,
-            patch_size=32,
-            loss=dict(type='PixelReconstructionLoss', criterion='L2')))
-    model.init_weights()
+    model = tiny_mae(dict(type='hivit_mm.GreenSwin', arch=SWIN_TINY, window_size=4),
+                     num_patches=16, patch_size=32, embed_dim=256)
     loss = model.loss(torch.randn(2, 3, 128, 128), [])['loss']
     loss.backward()
     assert torch.isfinite(loss)

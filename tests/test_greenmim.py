@@ -30,7 +30,8 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import SWIN_TINY, cpu_optim_wrapper, mmpretrain_swin, param_settings
+from conftest import (SWIN_TINY, backward_reaches_every_parameter, cpu_optim_wrapper,
+                      mmpretrain_swin, param_settings)
 from hivit_mm.datasets import make_classification
 from hivit_mm.models.convert_greenmim import (convert_hivit_mm_greenmim,
                                               convert_official_greenmim,
@@ -205,12 +206,7 @@ def test_pretrain_config_builds_and_trains(name, window):
     inputs = torch.randint(0, 256, (4, 3, IMG, IMG), dtype=torch.uint8)
     data = model.data_preprocessor(
         dict(inputs=inputs, data_samples=[DataSample() for _ in range(4)]), True)
-    loss = model(**data, mode='loss')['loss']
-    assert torch.isfinite(loss)
-    loss.backward()
-    no_grad = [n for n, p in model.named_parameters()
-               if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
-    assert not no_grad
+    backward_reaches_every_parameter(model, data)
     ow = cpu_optim_wrapper(cfg, model)
     qkv = model.backbone.stages[0].blocks[0].attn.w_msa.qkv.weight
     before = qkv.detach().clone()

@@ -15,11 +15,9 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper, build_optim_wrapper
-from mmengine.registry import init_default_scope
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import HIVIT_TINY, param_settings
+from conftest import HIVIT_TINY, build_mmpretrain_model, param_settings, tiny_hivit_mae
 from hivit_mm.engine import LayerDecayOptimWrapperConstructor
 
 NUM_LAYERS = HIVIT_TINY['depths'][2] + 2  # stem, 2 blocks, everything else
@@ -28,36 +26,13 @@ CONSTRUCTOR = 'hivit_mm.LayerDecayOptimWrapperConstructor'
 
 
 def classifier(**backbone) -> nn.Module:
-    init_default_scope('mmpretrain')
-    torch.manual_seed(0)
-    model = MODELS.build(
+    return build_mmpretrain_model(
         dict(
             type='ImageClassifier',
             backbone=dict(type='hivit_mm.HiViT', arch=dict(HIVIT_TINY), img_size=32,
                           use_rel_pos_bias=True, **backbone),
             neck=dict(type='hivit_mm.MeanPoolLayerNorm', in_channels=32),
             head=dict(type='LinearClsHead', num_classes=5, in_channels=32)))
-    model.init_weights()
-    return model
-
-
-def mae() -> nn.Module:
-    init_default_scope('mmpretrain')
-    torch.manual_seed(0)
-    model = MODELS.build(
-        dict(
-            type='MAE',
-            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY), img_size=64,
-                          mask_ratio=0.75),
-            neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=16, patch_size=16,
-                      embed_dim=32, decoder_embed_dim=16, decoder_depth=1,
-                      decoder_num_heads=2),
-            head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=16,
-                      loss=dict(type='PixelReconstructionLoss', criterion='L2')),
-            data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[0.] * 3,
-                                   std=[1.] * 3)))
-    model.init_weights()
-    return model
 
 
 def build(model: nn.Module, **paramwise) -> OptimWrapper:
@@ -125,7 +100,7 @@ def test_groups_are_per_layer_and_decay_with_metadata():
 
 
 def test_mae_self_supervisor_exact():
-    model = mae()
+    model = tiny_hivit_mae(decoder_dims=16)
     got = param_settings(build(model), model, named_groups=True)
     assert got == expected(model)
     # frozen sin-cos tables are left out; the decoder trains at the full lr

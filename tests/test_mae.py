@@ -4,33 +4,11 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
 from mmpretrain.models.necks import MAEPretrainDecoder
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import HIVIT_TINY
+from conftest import HIVIT_TINY, backward_reaches_every_parameter, tiny_hivit_mae
 from hivit_mm.models import ClsFreeMAEDecoder, MaskedHiViT, random_unit_masking
-
-
-def tiny_mae(fuse=True, rpe=False, img=64):
-    init_default_scope('mmpretrain')
-    torch.manual_seed(0)
-    model = MODELS.build(
-        dict(
-            type='MAE',
-            backbone=dict(type='hivit_mm.MaskedHiViT', arch=dict(HIVIT_TINY),
-                          img_size=img, mask_ratio=0.75, fuse_stem_features=fuse,
-                          use_rel_pos_bias=rpe),
-            neck=dict(type='hivit_mm.ClsFreeMAEDecoder', num_patches=(img // 16)**2,
-                      patch_size=16, embed_dim=(7 if fuse else 1) * 32,
-                      decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2),
-            head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=16,
-                      loss=dict(type='PixelReconstructionLoss', criterion='L2')),
-            data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[0.] * 3,
-                                   std=[1.] * 3)))
-    model.init_weights()
-    return model
 
 
 # -- masking ---------------------------------------------------------------------
@@ -141,7 +119,7 @@ def _batch(model, n=2, img=64):
 
 
 def test_loss_counts_masked_units_only():
-    model = tiny_mae()
+    model = tiny_hivit_mae(fuse=True)
     head = model.head
     imgs = torch.rand(2, 3, 64, 64)
     target = head.construct_target(imgs)  # B, L, 768 (normalised pixels)
@@ -157,21 +135,16 @@ def test_loss_counts_masked_units_only():
 
 @pytest.mark.parametrize('fuse,rpe', [(True, False), (False, True)])
 def test_gradients_reach_every_trainable_parameter(fuse, rpe):
-    model = tiny_mae(fuse=fuse, rpe=rpe)
+    model = tiny_hivit_mae(fuse=fuse, rpe=rpe)
     for name, p in model.named_parameters():
         if 'relative_position_bias_table' in name:
             nn.init.normal_(p, std=.5)
     data = _batch(model)
-    loss = model(**data, mode='loss')['loss']
-    assert torch.isfinite(loss)
-    loss.backward()
-    no_grad = [n for n, p in model.named_parameters()
-               if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
-    assert not no_grad
+    backward_reaches_every_parameter(model, data)
 
 
 def test_fixed_embeddings_get_no_gradient_and_do_not_change():
-    model = tiny_mae()
+    model = tiny_hivit_mae(fuse=True)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters()
               if n.endswith('pos_embed')}
     qkv_before = model.backbone.blocks[0].attn.qkv.weight.detach().clone()

@@ -9,7 +9,6 @@ result. Runs that fail before training are made in-process (``main()`` of the to
 whole runs are subprocesses, marked ``e2e``. Faults come from
 ``tests/data/fault_injection.py``.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -28,6 +27,7 @@ from typing import Dict, Iterator, List
 import pytest
 import torch
 
+from conftest import load_tool
 from hivit_mm.datasets import make_classification
 from hivit_mm.utils.checkpoint import (TEMP_FILE_PATTERN, CheckpointLoadError,
                                        CheckpointMismatchError, is_readable_checkpoint,
@@ -85,13 +85,6 @@ def _state(path: Path) -> Dict[str, torch.Tensor]:
     return load_checkpoint_file(str(path), map_location='cpu')['state_dict']
 
 
-def _load_tool(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f'_tool_{path.stem}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp('shapes')
@@ -103,7 +96,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train_py() -> ModuleType:
     if str(DATA) not in sys.path:  # for custom_imports=['fault_injection']
         sys.path.insert(0, str(DATA))
-    return _load_tool(TOOLS / 'train.py')
+    return load_tool('train.py')
 
 
 @pytest.fixture(scope='module')
@@ -289,13 +282,18 @@ def test_load_from_partial_when_explicit(trained: Path, shapes: Path,
 
 
 # --------------------------------------------------- 3. atomic checkpoint saving
+def _save_every_iter(shapes: Path) -> List[str]:
+    """3 iterations saving a checkpoint after each, keeping one."""
+    return [*_data(shapes), 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
+            'default_hooks.checkpoint.interval=1',
+            'default_hooks.checkpoint.max_keep_ckpts=1']
+
+
 @pytest.mark.e2e
 def test_kill_during_save_leaves_a_resumable_checkpoint(tmp_path: Path,
                                                         shapes: Path) -> None:
     work_dir = tmp_path / 'w'
-    options = [*_data(shapes), 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-               'default_hooks.checkpoint.interval=1',
-               'default_hooks.checkpoint.max_keep_ckpts=1']
+    options = _save_every_iter(shapes)
     proc = _train(CLS, work_dir, *options, 'custom_hooks.0.where=kill_before_save',
                   'custom_hooks.0.iter=2')
     assert proc.returncode == -signal.SIGKILL, proc.stdout[-4000:]
@@ -317,9 +315,7 @@ def test_kill_during_save_leaves_a_resumable_checkpoint(tmp_path: Path,
 @pytest.mark.e2e
 def test_kill_while_writing_leaves_a_resumable_checkpoint(tmp_path: Path,
                                                           shapes: Path) -> None:
-    options = [*_data(shapes), 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-               'default_hooks.checkpoint.interval=1',
-               'default_hooks.checkpoint.max_keep_ckpts=1']
+    options = _save_every_iter(shapes)
     proc = _train(CLS, tmp_path, *options, 'custom_hooks.0.where=kill_during_save',
                   'custom_hooks.0.iter=2')
     assert proc.returncode == -signal.SIGKILL, proc.stdout[-4000:]
@@ -360,9 +356,7 @@ def _tmpfs(mount_point: Path, size_bytes: int) -> Iterator[Path]:
 @pytest.mark.e2e
 def test_full_disk_during_save_keeps_the_last_checkpoint(
         tmp_path: Path, shapes: Path, trained: Path) -> None:
-    options = [*_data(shapes), 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-               'default_hooks.checkpoint.interval=1',
-               'default_hooks.checkpoint.max_keep_ckpts=1']
+    options = _save_every_iter(shapes)
     straight = tmp_path / 'straight'
     proc = _train(CLS, straight, *options)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -493,7 +487,7 @@ def test_hung_rank_stops_the_job_after_the_configured_timeout(
 
 # --------------------------------------------------------- 7. safe converters
 def test_converters_never_destroy_their_input(tmp_path: Path, trained: Path) -> None:
-    tool = _load_tool(TOOLS / 'model_converters' / 'mmpretrain_hivit_to_hivit_mm.py')
+    tool = load_tool('model_converters/mmpretrain_hivit_to_hivit_mm.py')
     src = tmp_path / 'src.pth'
     shutil.copy(trained, src)
     blob = src.read_bytes()
@@ -509,7 +503,7 @@ def test_converters_never_destroy_their_input(tmp_path: Path, trained: Path) -> 
     text.write_text('not a checkpoint\n')
     for name in ('mmpretrain_hivit_to_hivit_mm.py', 'hivit_official_to_hivit_mm.py',
                  'greenmim_to_mmpretrain.py'):
-        tool = _load_tool(TOOLS / 'model_converters' / name)
+        tool = load_tool(f'model_converters/{name}')
         extra = [] if name.startswith('greenmim') else ['--depths', '1', '1', '2']
         with pytest.raises(CheckpointLoadError, match=str(text)):
             tool.main([str(text), str(tmp_path / 'out.pth'), *extra])

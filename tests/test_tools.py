@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import pytest
 from mmengine.config import Config
 
-from conftest import free_port, run_tool, tool_env
+from conftest import free_port, load_tool, run_tool, tool_env
 from hivit_mm.datasets import SHAPE_CLASSES, make_classification
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,15 +58,6 @@ def _test_accuracy(output: str) -> float:
     found = re.findall(r'accuracy/top1: ([0-9.]+)', output)
     assert found, output[-3000:]
     return float(found[-1])
-
-
-def _load_tool(name: str) -> ModuleType:
-    """Import ``tools/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(f'_hivit_tools_{name}',
-                                                  TOOLS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -334,12 +325,12 @@ def test_collect_env_prints_versions() -> None:
 
 @pytest.fixture(scope='module')
 def train_py() -> ModuleType:
-    return _load_tool('train')
+    return load_tool('train.py')
 
 
 @pytest.fixture(scope='module')
 def test_py() -> ModuleType:
-    return _load_tool('test')
+    return load_tool('test.py')
 
 
 def _merge(tool: ModuleType, argv: List[str],
