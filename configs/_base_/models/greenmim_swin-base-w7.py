@@ -7,19 +7,15 @@
 # "masking"/"grouping" attention chosen per stage; MAE decoder 512-d x 1 block x 16 heads
 # with a fixed sin-cos embedding and no class-token slot, predicting 32*32*3 pixels per
 # unit; L2 loss on normalised pixels of the masked units. Algorithm, head, loss and
-# preprocessor are mmpretrain's.
-custom_imports = dict(imports=['hivit_mm.models'], allow_failed_imports=False)
+# preprocessor are mmpretrain's, as in the HiViT MAE base this file inherits (its
+# preprocessor, decoder width and heads and loss are GreenMIM's too).
+_base_ = './mae_hivit-base-p16-hifeat.py'  # MAE with the class-free decoder
 
 patch_size = 4
 embed_dims = 128
 model = dict(
-    type='MAE',
-    data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True),
     backbone=dict(
+        _delete_=True,
         type='hivit_mm.GreenSwin',
         arch='base',
         img_size=224,
@@ -31,20 +27,11 @@ model = dict(
         drop_path_rate=0.,
         out_indices=(3, )),
     neck=dict(
-        type='hivit_mm.ClsFreeMAEDecoder',
         num_patches=49,  # (224 / 32)**2 mask units
         patch_size=32,
-        in_chans=3,
         embed_dim=8 * embed_dims,  # the last Swin stage
-        decoder_embed_dim=512,
-        decoder_depth=1,
-        decoder_num_heads=16,
-        mlp_ratio=4.),
-    head=dict(
-        type='MAEPretrainHead',
-        norm_pix=True,
-        patch_size=32,
-        loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+        decoder_depth=1),
+    head=dict(patch_size=32),
     # Official `MaskedAutoencoder.initialize_weights`: Xavier-uniform on every Linear,
     # the encoder's included (over Swin's trunc-normal), biases 0; the patch-embedding
     # conv Xavier-uniform as a (C_out, C_in*p*p) matrix, i.e. U(+-sqrt(6 / (C_in*p*p +
