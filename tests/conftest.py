@@ -101,6 +101,24 @@ def backward_reaches_every_parameter(model: nn.Module, data: dict) -> torch.Tens
     return loss
 
 
+#: What :func:`resolve` returns for a key the config does not set.
+ABSENT = object()
+
+
+def resolve(cfg, key: str):
+    """The value at a dotted key of a parsed config (list items by index), or
+    :data:`ABSENT` (for recipe tables: ``{key: value}`` checked against a config)."""
+    value = cfg
+    for part in key.split('.'):
+        if isinstance(value, (list, tuple)):
+            value = value[int(part)]
+        elif part in value:
+            value = value[part]
+        else:
+            return ABSENT
+    return value
+
+
 def param_settings(optim_wrapper: OptimWrapper, model: nn.Module,
                    named_groups: bool = False) -> Dict[str, Tuple[float, float]]:
     """``name -> (lr, weight_decay)`` of every parameter in the optimizer.

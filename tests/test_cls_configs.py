@@ -20,7 +20,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import HIVIT_TINY, cpu_optim_wrapper, param_settings
+from conftest import ABSENT, HIVIT_TINY, cpu_optim_wrapper, param_settings, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs' / 'hivit'
@@ -207,23 +207,6 @@ SHARED_AUGMENTS = dict(
     randaug=('timm_increasing', 2, 9, 0.5),
     crop=224,
     batch=128)  # x 8 GPUs = 1024
-
-
-ABSENT = object()  # a key the config must not set
-
-
-def resolve(cfg: Config, key: str):
-    """The value at a dotted key of a parsed config (list items by index), or
-    :data:`ABSENT`."""
-    value = cfg
-    for part in key.split('.'):
-        if isinstance(value, (list, tuple)):
-            value = value[int(part)]
-        elif part in value:
-            value = value[part]
-        else:
-            return ABSENT
-    return value
 
 
 #: The release's supervised recipe (zhangxiaosong18/hivit, supervised/configs/*.yaml,
