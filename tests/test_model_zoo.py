@@ -15,13 +15,13 @@ from mmengine.registry import init_default_scope
 import hivit_mm  # noqa: F401  (registers the model index with mmpretrain)
 from hivit_mm.apis import (extract_features, init_model, list_models, load_model_index,
                            model_complexity, reconstruct)
-from hivit_mm.apis.model_zoo import _serves_mmpretrain
+from hivit_mm.apis.model_zoo import serves_mmpretrain
 from hivit_mm.datasets import make_classification
 from hivit_mm.utils.checkpoint import CheckpointHashError, publish_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 INDEX = load_model_index()
-MMPRETRAIN_SERVED = sorted(n for n, e in INDEX.items() if _serves_mmpretrain(e))
+MMPRETRAIN_SERVED = sorted(n for n, e in INDEX.items() if serves_mmpretrain(e))
 #: FLOPs counted in the unit tier (small models); the rest are e2e.
 CHEAP_FLOPS = ('hivit-tiny-p16_8xb128_in1k',
                'mae_hivit-tiny-p16-hifeat_8xb512-amp-coslr-400e_in1k')

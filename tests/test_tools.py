@@ -500,8 +500,8 @@ def test_show_dir_hooks_of_other_libraries(test_py: ModuleType, scope: str,
 
 
 def test_collect_env_reports_missing_library() -> None:
-    from hivit_mm.utils.collect_env import _version
-    assert _version('hivit_mm_no_such_module').startswith('not installed')
+    from hivit_mm.utils.collect_env import library_version
+    assert library_version('hivit_mm_no_such_module').startswith('not installed')
 
 
 def test_collate_fn_of_an_upstream_base_builds() -> None:

@@ -25,7 +25,7 @@ import yaml
 
 __all__ = [
     'MMPRETRAIN_TASKS', 'model_index_root', 'load_model_index', 'list_models',
-    'register_model_index', 'model_complexity'
+    'serves_mmpretrain', 'register_model_index', 'model_complexity'
 ]
 
 #: Result tasks that mmpretrain's ``get_model`` / ``inference_model`` can serve.
@@ -98,7 +98,7 @@ def list_models(pattern: Optional[str] = None) -> List[str]:
     return names if pattern is None else fnmatch.filter(names, pattern.lower() + '*')
 
 
-def _serves_mmpretrain(entry: Dict[str, Any]) -> bool:
+def serves_mmpretrain(entry: Dict[str, Any]) -> bool:
     """Classification models and pre-training models (no results) build in mmpretrain."""
     results = entry.get('Results') or []
     return all(r['Task'] in MMPRETRAIN_TASKS for r in results)
@@ -123,7 +123,7 @@ def register_model_index() -> List[str]:
     root = model_index_root()
     index = load(osp.join(root, INDEX_FILE))
     index.build_models_with_collections()
-    ours = {n: e for n, e in load_model_index(root).items() if _serves_mmpretrain(e)}
+    ours = {n: e for n, e in load_model_index(root).items() if serves_mmpretrain(e)}
     registered = []
     for metainfo in index.models:
         name = metainfo.name.lower()

@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 
 from mmengine.utils.dl_utils import collect_env as collect_base_env
 
-__all__ = ['collect_env', 'git_hash']
+__all__ = ['collect_env', 'git_hash', 'library_version']
 
 # (display name, module) of the OpenMMLab libraries hivit_mm works with.
 _LIBRARIES: Tuple[Tuple[str, str], ...] = (
@@ -24,7 +24,7 @@ _LIBRARIES: Tuple[Tuple[str, str], ...] = (
 )
 
 
-def _version(module: str) -> str:
+def library_version(module: str) -> str:
     """Return the version of an importable module, or why it is unavailable."""
     try:
         mod = importlib.import_module(module)
@@ -87,7 +87,7 @@ def collect_env() -> Dict[str, str]:
     """
     env_info = collect_base_env()
     for name, module in _LIBRARIES:
-        env_info[name] = _version(module)
+        env_info[name] = library_version(module)
         if module == 'mmcv':
             env_info.update(_mmcv_ops())
     env_info['hivit_mm git hash'] = git_hash()
