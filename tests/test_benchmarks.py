@@ -101,6 +101,7 @@ def _check_pretrain(doc: dict, names: List[str], iters: int) -> None:
     assert [(r['name'], r['dtype']) for r in doc['results']] == [
         (n, d) for n in names for d in ('fp32', 'bf16')]
     assert set(doc['gemm_limit_gflops']) == {'fp32', 'bf16'}
+    assert doc['adamw'] == 'fused'
     for r in doc['results']:
         _check_timing(r, iters)
         assert math.isfinite(r['loss']) and r['flops'] > 0
@@ -150,8 +151,10 @@ def test_benchmark_pretrain_all_models_memory_of_two(tmp_path, device):
     doc = json.loads(out_json.read_text())
     _check_pretrain(doc, list(bench.SPECS), 1)
     for r in doc['results']:
-        assert (r['peak_mem_mib'] is not None) == (r['name'] in memory)
-        assert r['peak_mem_mib'] is None or r['peak_mem_mib'] > 0
+        for key in ('peak_mem_mib', 'step_mem_mib'):
+            assert (r[key] is not None) == (r['name'] in memory)
+        if r['name'] in memory:  # a step's own peak is part of the whole run's
+            assert 0 < r['step_mem_mib'] <= r['peak_mem_mib']
     assert len(doc['claims']) == sum(len(c[4]) for c in bench.CLAIMS)  # all evaluated
 
 
@@ -224,6 +227,13 @@ def test_common_helpers():
     assert common.count_flops(lambda: F.scaled_dot_product_attention(q, q, q)) == \
         4 * 2 * 3 * 10 * 10 * 8
     assert common.gemm_limit_gflops(torch.device('cpu'), 'bf16', reps=1) > 0
+    calls = []
+    times = common.interleaved(['a', 'b'], lambda key, data: calls.append((key, data)),
+                               warmup=1, iters=2, device=torch.device('cpu'),
+                               prepare=str.upper)
+    assert calls == [('a', 'A'), ('b', 'B')] * 3  # one warm-up round, two timed
+    assert list(times) == ['a', 'b'] and all(len(t) == 2 for t in times.values())
+    assert all(t >= 0 for ts in times.values() for t in ts)
     with common.autocast(torch.device('cpu'), 'bf16'):
         assert (a @ b).dtype == torch.bfloat16
     with common.autocast(torch.device('cpu'), 'fp32'):

@@ -107,14 +107,52 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 
 def gemm_limit_gflops(device: torch.device, dtype: str, reps: int = 5) -> float:
-    """The machine's matmul rate: best of ``reps`` square products (2048 on CPU, 8192
-    on CUDA) in ``dtype`` (bf16 operands for ``'bf16'``), in GFLOP/s."""
-    n = 8192 if device.type == 'cuda' else 2048
-    a, b = (torch.randn(n, n, device=device, dtype=DTYPES[dtype] or torch.float32)
-            for _ in range(2))
-    a @ b
-    best = min(timed(lambda: a @ b, device) for _ in range(reps))
-    return 2 * n**3 / best / 1e6
+    """The machine's matmul rate in ``dtype`` (bf16 operands for ``'bf16'``), GFLOP/s:
+    the best of ``reps`` timed products of each square size (1024 and 2048 on a CPU,
+    8192 on CUDA), after two untimed ones.
+
+    On the 2-core AMD EPYC (AVX-512 BF16, no AMX) of the README this gives ~185-195
+    fp32 and ~415-440 bf16 on 2 threads, ~95-100 / ~190-220 on one: bf16's
+    ``vdpbf16ps`` does twice the work of an fp32 FMA per instruction, so bf16 can reach
+    at most about twice the fp32 rate there. Our layers' own shapes (e.g. ``392 x 512
+    @ 512 x 1536``, ``1568 x 2048 @ 2048 x 512``, either operand transposed) reach the
+    same rates within the noise, so the square product is a fair limit.
+    """
+    sizes = (8192, ) if device.type == 'cuda' else (1024, 2048)
+    best = 0.
+    for n in sizes:
+        a, b = (torch.randn(n, n, device=device, dtype=DTYPES[dtype] or torch.float32)
+                for _ in range(2))
+        for _ in range(2):
+            a @ b
+        ms = min(timed(lambda: a @ b, device) for _ in range(reps))
+        best = max(best, 2 * n**3 / ms / 1e6)
+    return best
+
+
+def interleaved(keys: Sequence[Any],
+                step: Callable[[Any, Any], Any],
+                warmup: int,
+                iters: int,
+                device: torch.device,
+                prepare: Callable[[Any], Any] = lambda key: None
+                ) -> Dict[Any, List[float]]:
+    """Run ``step(key, prepare(key))`` for ``warmup`` untimed rounds, then ``iters``
+    timed rounds (``prepare`` untimed), every round calling each key once in turn, so
+    that load changes on a shared machine hit every key alike.
+
+    Returns:
+        dict: ``{key: [ms of each timed step]}``.
+    """
+    times: Dict[Any, List[float]] = {key: [] for key in keys}
+    for _ in range(warmup):
+        for key in keys:
+            step(key, prepare(key))
+    for _ in range(iters):
+        for key in keys:
+            data = prepare(key)
+            times[key].append(timed(lambda: step(key, data), device))
+    return times
 
 
 def environment(device: torch.device) -> Dict[str, Any]:
@@ -155,6 +193,6 @@ def fmt(value: Optional[float], spec: str) -> str:
 
 __all__: List[str] = [
     'DTYPES', 'add_common_args', 'check_args', 'autocast', 'synchronize', 'timed',
-    'summarize', 'count_flops', 'gemm_limit_gflops', 'environment', 'markdown_table',
-    'save_json', 'fmt'
+    'summarize', 'count_flops', 'gemm_limit_gflops', 'interleaved', 'environment',
+    'markdown_table', 'save_json', 'fmt'
 ]

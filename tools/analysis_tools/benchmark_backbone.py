@@ -87,9 +87,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         torch.manual_seed(args.seed)
         models[name] = build(name, arch, img_size, rpe).to(device)
         models[name].train()  # (mmpretrain's HiViT.train returns None)
-    shapes, times = {}, {(n, d): [] for n in models for d in args.dtype}
+    shapes = {}
 
-    def step(name: str, dtype: str) -> None:
+    def step(key: tuple, _) -> None:
+        name, dtype = key
         model = models[name]
         model.zero_grad(set_to_none=True)
         with bm.autocast(device, dtype):
@@ -97,12 +98,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         shapes[name] = tuple(out.shape)
         out.float().mean().backward()
 
-    for _ in range(args.warmup):
-        for name, dtype in times:
-            step(name, dtype)
-    for _ in range(args.iters):
-        for (name, dtype), ts in times.items():
-            ts.append(bm.timed(lambda: step(name, dtype), device))
+    times = bm.interleaved([(n, d) for n in models for d in args.dtype], step,
+                           args.warmup, args.iters, device)
     if len(set(shapes.values())) > 1:
         raise RuntimeError(f'the models returned different output shapes: {shapes}')
     rows = [dict(name=name, model=MODELS[name], dtype=dtype, out_shape=list(shapes[name]),
