@@ -89,7 +89,8 @@ def test_benchmark_backbone_both_dtypes(tmp_path, device):
 def test_benchmark_backbone_one_model_one_dtype(tmp_path):
     out_json = tmp_path / 'backbone.json'
     out = _run(BACKBONE, '--tiny', '--device', 'cpu', '--no-rpe', '--models', 'ours',
-               '--dtype', 'bf16', '--json', str(out_json))
+               '--dtype', 'bf16', '--clock', 'cpu', '--threads', '1', '--json',
+               str(out_json))
     assert [r[:2] for r in _table_rows(out)] == [['ours', 'bf16']]
     doc = json.loads(out_json.read_text())
     assert doc['rpe'] is False and doc['ratio_ours_over_mmpretrain'] == {}
@@ -234,6 +235,8 @@ def test_common_helpers():
     assert calls == [('a', 'A'), ('b', 'B')] * 3  # one warm-up round, two timed
     assert list(times) == ['a', 'b'] and all(len(t) == 2 for t in times.values())
     assert all(t >= 0 for ts in times.values() for t in ts)
+    busy = common.timed(lambda: sum(range(10**6)), torch.device('cpu'), clock='cpu')
+    assert busy > 0 and common.timed(lambda: None, torch.device('cpu'), 'cpu') < busy
     with common.autocast(torch.device('cpu'), 'bf16'):
         assert (a @ b).dtype == torch.bfloat16
     with common.autocast(torch.device('cpu'), 'fp32'):

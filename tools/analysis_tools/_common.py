@@ -19,6 +19,7 @@ from torch.utils.flop_counter import (FlopCounterMode, sdpa_backward_flop_count,
                                       sdpa_flop_count)
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16}  # autocast dtype
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.thread_time}
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, warmup: int, iters: int,
@@ -42,6 +43,10 @@ def add_common_args(parser: argparse.ArgumentParser, *, warmup: int, iters: int,
     parser.add_argument('--tiny', action='store_true',
                         help='smoke mode: tiny models and images (for tests; the '
                         'figures mean nothing)')
+    parser.add_argument('--clock', default='wall', choices=list(CLOCKS),
+                        help="'wall' (default) or 'cpu': the timing thread's CPU time, "
+                        'which a loaded machine distorts far less; with --threads 1 '
+                        'on a CPU only (the work then runs on that thread)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', help='write the results to this file')
 
@@ -51,6 +56,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
         parser.error('--iters and --batch-size must be >= 1, --warmup >= 0')
     args.dtype = list(dict.fromkeys(args.dtype))
+    if args.clock == 'cpu' and (args.device != 'cpu' or args.threads != 1):
+        parser.error('--clock cpu needs --device cpu --threads 1')
     if args.device == 'cpu':
         torch.set_num_threads(args.threads)
 
@@ -67,13 +74,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    """Wall time of ``fn()`` in ms, between two synchronisations of ``device``."""
+def timed(fn: Callable[[], Any], device: torch.device, clock: str = 'wall') -> float:
+    """Time of ``fn()`` in ms by ``clock`` (:data:`CLOCKS`), between two
+    synchronisations of ``device``."""
+    now = CLOCKS[clock]
     synchronize(device)
-    t0 = time.perf_counter()
+    t0 = now()
     fn()
     synchronize(device)
-    return 1e3 * (time.perf_counter() - t0)
+    return 1e3 * (now() - t0)
 
 
 def summarize(times_ms: Sequence[float], batch: int) -> Dict[str, Any]:
@@ -106,7 +115,8 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return counter.get_total_flops()
 
 
-def gemm_limit_gflops(device: torch.device, dtype: str, reps: int = 5) -> float:
+def gemm_limit_gflops(device: torch.device, dtype: str, reps: int = 5,
+                      clock: str = 'wall') -> float:
     """The machine's matmul rate in ``dtype`` (bf16 operands for ``'bf16'``), GFLOP/s:
     the best of ``reps`` timed products of each square size (1024 and 2048 on a CPU,
     8192 on CUDA), after two untimed ones.
@@ -125,7 +135,7 @@ def gemm_limit_gflops(device: torch.device, dtype: str, reps: int = 5) -> float:
                 for _ in range(2))
         for _ in range(2):
             a @ b
-        ms = min(timed(lambda: a @ b, device) for _ in range(reps))
+        ms = min(timed(lambda: a @ b, device, clock) for _ in range(reps))
         best = max(best, 2 * n**3 / ms / 1e6)
     return best
 
@@ -135,8 +145,8 @@ def interleaved(keys: Sequence[Any],
                 warmup: int,
                 iters: int,
                 device: torch.device,
-                prepare: Callable[[Any], Any] = lambda key: None
-                ) -> Dict[Any, List[float]]:
+                prepare: Callable[[Any], Any] = lambda key: None,
+                clock: str = 'wall') -> Dict[Any, List[float]]:
     """Run ``step(key, prepare(key))`` for ``warmup`` untimed rounds, then ``iters``
     timed rounds (``prepare`` untimed), every round calling each key once in turn, so
     that load changes on a shared machine hit every key alike.
@@ -151,7 +161,7 @@ def interleaved(keys: Sequence[Any],
     for _ in range(iters):
         for key in keys:
             data = prepare(key)
-            times[key].append(timed(lambda: step(key, data), device))
+            times[key].append(timed(lambda: step(key, data), device, clock))
     return times
 
 
@@ -192,7 +202,7 @@ def fmt(value: Optional[float], spec: str) -> str:
 
 
 __all__: List[str] = [
-    'DTYPES', 'add_common_args', 'check_args', 'autocast', 'synchronize', 'timed',
-    'summarize', 'count_flops', 'gemm_limit_gflops', 'interleaved', 'environment',
-    'markdown_table', 'save_json', 'fmt'
+    'DTYPES', 'CLOCKS', 'add_common_args', 'check_args', 'autocast', 'synchronize',
+    'timed', 'summarize', 'count_flops', 'gemm_limit_gflops', 'interleaved',
+    'environment', 'markdown_table', 'save_json', 'fmt'
 ]

@@ -99,7 +99,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         out.float().mean().backward()
 
     times = bm.interleaved([(n, d) for n in models for d in args.dtype], step,
-                           args.warmup, args.iters, device)
+                           args.warmup, args.iters, device, clock=args.clock)
     if len(set(shapes.values())) > 1:
         raise RuntimeError(f'the models returned different output shapes: {shapes}')
     rows = [dict(name=name, model=MODELS[name], dtype=dtype, out_shape=list(shapes[name]),

@@ -35,7 +35,10 @@ Measurements:
 
 * **img/s** at the median of ``--iters`` timed steps after ``--warmup`` untimed ones.
   The steps are interleaved: every round times each (model, dtype) pair once, so load
-  changes on a shared machine hit all pairs alike.
+  changes on a shared machine hit all pairs alike. ``--clock cpu --threads 1`` times
+  by the thread's CPU time instead of the wall clock: on a loaded machine the wall
+  time of a step grows with the load (10-40x here with four other jobs on 2 cores),
+  its CPU time far less (cache and memory-bandwidth contention remain).
 * **GFLOP/s**: the FLOPs of one step as ``torch.utils.flop_counter`` counts them
   (matmuls, convolutions, attention; forward and backward) over the median step
   time, and its share of the machine's GEMM limit for that dtype (the best rate of a
@@ -398,7 +401,7 @@ def run(args: argparse.Namespace, device: torch.device) -> List[dict]:
     pairs = [(job, dtype) for job in jobs for dtype in args.dtype]
     times = bm.interleaved(pairs, lambda pair, data: pair[0].step(pair[1], data),
                            args.warmup, args.iters, device,
-                           prepare=lambda pair: pair[0].batch())
+                           prepare=lambda pair: pair[0].batch(), clock=args.clock)
     rows = []
     for job, dtype in pairs:
         row = dict(name=job.name, model=job.spec.title, dtype=dtype,
@@ -498,7 +501,8 @@ def update_readme(doc: dict, argv: List[str], path: str = README) -> None:
     body = '\n'.join([
         f'{env["device"]}: {env.get("device_name") or env["cpu"]}, '
         f'{env["threads"]} threads, torch {env["torch"]}; batch {doc["batch_size"]}, '
-        f'{doc["img_size"]} px; {doc.get("adamw", "fused")} AdamW; {doc["iters"]} '
+        f'{doc["img_size"]} px; {doc.get("adamw", "fused")} AdamW; '
+        f'{"CPU" if doc.get("clock") == "cpu" else "wall"} time; {doc["iters"]} '
         f'timed steps after {doc["warmup"]} warm-up, every (model, dtype) pair timed '
         'in turn.' +
         (f' {doc["note"]}' if doc.get('note') else ''), '', '```bash', cmd, '```', '',
@@ -548,14 +552,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
           f'{torch.get_num_threads()}, dtypes {", ".join(args.dtype)}, warmup '
           f'{args.warmup}, iters {args.iters}{", tiny models" if args.tiny else ""}',
           flush=True)
-    gemm = {d: bm.gemm_limit_gflops(device, d) for d in args.dtype}
+    gemm = {d: bm.gemm_limit_gflops(device, d, clock=args.clock) for d in args.dtype}
     rows = run(args, device)
-    gemm = {d: max(g, bm.gemm_limit_gflops(device, d)) for d, g in gemm.items()}
+    gemm = {d: max(g, bm.gemm_limit_gflops(device, d, clock=args.clock))
+            for d, g in gemm.items()}
     add_ratios(rows, gemm)
     doc = dict(benchmark='mim_pretrain_step', batch_size=args.batch_size,
                img_size=rows[0]['img_size'], warmup=args.warmup,
                iters=args.iters, dtypes=args.dtype, tiny=args.tiny, note=args.note,
-               adamw=args.adamw,
+               adamw=args.adamw, clock=args.clock,
                gemm_limit_gflops=gemm, env=bm.environment(device), results=rows)
     doc['claims'] = evaluate_claims(rows)
     print('\n' + format_tables(doc))
