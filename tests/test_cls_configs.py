@@ -209,104 +209,79 @@ SHARED_AUGMENTS = dict(
     batch=128)  # x 8 GPUs = 1024
 
 
+def at(prefix: str, **values) -> dict:
+    """Table entries ``{'prefix.key': value}``."""
+    return {f'{prefix}.{key}': value for key, value in values.items()}
+
+
+def warmup_then_cosine(warmup: int, **cosine) -> dict:
+    """Table entries of a per-iteration linear warmup over epochs ``[0, warmup)`` then
+    a cosine (``cosine``: its other keys, ``ABSENT`` for unset ones)."""
+    return {**at('param_scheduler.0', type='LinearLR', begin=0, end=warmup,
+                 convert_to_iter_based=True),
+            **at('param_scheduler.1', type='CosineAnnealingLR',
+                 convert_to_iter_based=True, **cosine)}
+
+
 #: The release's supervised recipe (zhangxiaosong18/hivit, supervised/configs/*.yaml,
 #: run by its Swin-based main.py): the values shared by the tiny, small and base configs.
+#: 20 warmup epochs from 1e-6, then one cosine over the whole run to 1e-5 (timm's
+#: scheduler, no warmup prefix; the curve is checked in test_official_recipes.py).
 SUPERVISED_RECIPE = {
-    'model.backbone.type': 'hivit_mm.HiViT',
-    'model.backbone.img_size': 224,
-    'model.backbone.use_abs_pos_embed': True,
-    'model.backbone.use_rel_pos_bias': True,
-    'model.backbone.rel_pos_zero_init': ABSENT,  # trunc-normal tables from scratch
-    'model.backbone.out_indices': (2, ),
-    'model.head.num_classes': 1000,
-    'model.head.init_cfg': dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
-    'optim_wrapper.type': ABSENT,  # OptimWrapper (AMP is the --amp flag)
-    'optim_wrapper.constructor': ABSENT,
-    'optim_wrapper.clip_grad': None,  # CLIP_GRAD None in the yaml files
-    'optim_wrapper.optimizer.type': 'AdamW',
-    'optim_wrapper.optimizer.lr': 1e-3,  # BASE_LR 1e-3 at batch 1024
-    'optim_wrapper.optimizer.betas': (0.9, 0.999),
-    'optim_wrapper.optimizer.weight_decay': 0.05,
-    'optim_wrapper.optimizer.eps': 1e-8,
-    'optim_wrapper.paramwise_cfg': dict(
-        norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.,
-        custom_keys={'.pos_embed': dict(decay_mult=0.),
-                     '.relative_position_bias_table': dict(decay_mult=0.)}),
-    # 20 warmup epochs from 1e-6, then one cosine over the whole run to 1e-5 (timm's
-    # scheduler, no warmup prefix); the resulting curve is checked in
-    # test_official_recipes.py
-    'param_scheduler.0.type': 'LinearLR',
+    **at('model.backbone', type='hivit_mm.HiViT', img_size=224, use_abs_pos_embed=True,
+         use_rel_pos_bias=True, out_indices=(2, ),
+         rel_pos_zero_init=ABSENT),  # trunc-normal tables from scratch
+    **at('model.head', num_classes=1000,
+         init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.)),
+    # OptimWrapper (AMP is the --amp flag), CLIP_GRAD None in the yaml files
+    **at('optim_wrapper', type=ABSENT, constructor=ABSENT, clip_grad=None,
+         paramwise_cfg=dict(
+             norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.,
+             custom_keys={'.pos_embed': dict(decay_mult=0.),
+                          '.relative_position_bias_table': dict(decay_mult=0.)})),
+    # BASE_LR 1e-3 at batch 1024
+    **at('optim_wrapper.optimizer', type='AdamW', lr=1e-3, betas=(0.9, 0.999),
+         weight_decay=0.05, eps=1e-8),
+    **warmup_then_cosine(20, eta_min=1e-5, begin=0, end=300, T_max=300),
     'param_scheduler.0.start_factor': 1e-3,
-    'param_scheduler.0.begin': 0,
-    'param_scheduler.0.end': 20,
-    'param_scheduler.0.convert_to_iter_based': True,
-    'param_scheduler.1.type': 'CosineAnnealingLR',
-    'param_scheduler.1.eta_min': 1e-5,
-    'param_scheduler.1.begin': 0,
-    'param_scheduler.1.end': 300,
-    'param_scheduler.1.T_max': 300,
-    'param_scheduler.1.convert_to_iter_based': True,
     'train_cfg.max_epochs': 300,
     'auto_scale_lr': dict(base_batch_size=1024),
 }
 
 #: The release's MAE fine-tuning (zhangxiaosong18/hivit, self_supervised/
 #: main_finetune.py and get_started.md: blr 5e-4 at 1024, layer decay 0.85 numbered as
-#: its util/lr_decay.py, 5 warmup epochs, min_lr 1e-6, drop path 0.2).
+#: its util/lr_decay.py, 5 warmup epochs, min_lr 1e-6 (x each layer's scale, hence
+#: eta_min_ratio), drop path 0.2; the MAE encoder has no relative tables).
 FINETUNE_RECIPE = {
-    'model.backbone.type': 'hivit_mm.HiViT',
-    'model.backbone.arch': 'base',
-    'model.backbone.img_size': 224,
-    'model.backbone.drop_path_rate': 0.2,
-    'model.backbone.use_rel_pos_bias': True,
-    'model.backbone.rel_pos_zero_init': True,  # the MAE encoder has no tables
-    'model.backbone.init_cfg': dict(type='Pretrained', checkpoint='',
-                                    prefix='backbone.'),
+    **at('model.backbone', type='hivit_mm.HiViT', arch='base', img_size=224,
+         drop_path_rate=0.2, use_rel_pos_bias=True, rel_pos_zero_init=True,
+         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')),
     'model.neck': dict(type='hivit_mm.MeanPoolLayerNorm', in_channels=512),
     'model.head.init_cfg': dict(type='TruncNormal', layer='Linear', std=2e-5, bias=0.),
-    'optim_wrapper.type': 'AmpOptimWrapper',
-    'optim_wrapper.clip_grad': None,
-    'optim_wrapper.constructor': 'hivit_mm.LayerDecayOptimWrapperConstructor',
-    'optim_wrapper.paramwise_cfg': dict(layer_decay_rate=0.85,
-                                        layer_numbering='per_block'),
-    'optim_wrapper.optimizer.type': 'AdamW',
-    'optim_wrapper.optimizer.lr': 2e-3,
-    'optim_wrapper.optimizer.betas': (0.9, 0.999),
-    'optim_wrapper.optimizer.weight_decay': 0.05,
-    'param_scheduler.0.type': 'LinearLR',
-    'param_scheduler.0.begin': 0,
-    'param_scheduler.0.end': 5,
-    'param_scheduler.0.convert_to_iter_based': True,
-    'param_scheduler.1.type': 'CosineAnnealingLR',
-    'param_scheduler.1.begin': 5,
-    'param_scheduler.1.end': ABSENT,  # the end of training
-    'param_scheduler.1.eta_min': ABSENT,  # eta_min_ratio: min_lr x each layer's scale
-    'param_scheduler.1.convert_to_iter_based': True,
+    **at('optim_wrapper', type='AmpOptimWrapper', clip_grad=None,
+         constructor='hivit_mm.LayerDecayOptimWrapperConstructor',
+         paramwise_cfg=dict(layer_decay_rate=0.85, layer_numbering='per_block')),
+    **at('optim_wrapper.optimizer', type='AdamW', lr=2e-3, betas=(0.9, 0.999),
+         weight_decay=0.05),
+    **warmup_then_cosine(5, begin=5, end=ABSENT, eta_min=ABSENT),
     'train_cfg.max_epochs': 100,
     'auto_scale_lr': dict(base_batch_size=1024),
 }
 
 #: MAE's linear probe (He et al. 2022, appendix A.2; mmpretrain's configs/mae/
-#: benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py, inherited).
+#: benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py, inherited): LARS lr 6.4 =
+#: 0.1 x 16384 / 256 (2048 per GPU x 8), 10 warmup epochs, 90 in all.
 LINEAR_RECIPE = {
-    'model.backbone.type': 'hivit_mm.HiViT',
-    'model.backbone.arch': 'base',
-    'model.backbone.frozen_stages': 2,
-    'model.backbone.use_rel_pos_bias': False,
-    'model.backbone.init_cfg': dict(type='Pretrained', checkpoint='',
-                                    prefix='backbone.'),
+    **at('model.backbone', type='hivit_mm.HiViT', arch='base', frozen_stages=2,
+         use_rel_pos_bias=False,
+         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')),
     'model.neck': dict(type='hivit_mm.MeanPoolBatchNorm', in_channels=512),
-    'model.head.in_channels': 512,
-    'model.head.init_cfg': [dict(type='TruncNormal', layer='Linear', std=0.01)],
-    'optim_wrapper.optimizer.type': 'LARS',
-    'optim_wrapper.optimizer.lr': 6.4,  # 0.1 x 16384 / 256
-    'optim_wrapper.optimizer.momentum': 0.9,
-    'optim_wrapper.optimizer.weight_decay': 0.,
-    'train_dataloader.batch_size': 2048,  # x 8 GPUs
-    'param_scheduler.0.type': 'LinearLR',
-    'param_scheduler.0.end': 10,
-    'param_scheduler.1.type': 'CosineAnnealingLR',
-    'param_scheduler.1.end': 90,
+    **at('model.head', in_channels=512,
+         init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01)]),
+    **at('optim_wrapper.optimizer', type='LARS', lr=6.4, momentum=0.9, weight_decay=0.),
+    'train_dataloader.batch_size': 2048,
+    **at('param_scheduler.0', type='LinearLR', end=10),
+    **at('param_scheduler.1', type='CosineAnnealingLR', end=90),
     'train_cfg.max_epochs': 90,
 }
 
