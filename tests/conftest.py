@@ -119,6 +119,20 @@ def resolve(cfg, key: str):
     return value
 
 
+def at(prefix: str, **values) -> dict:
+    """Table entries ``{'prefix.key': value}``."""
+    return {f'{prefix}.{key}': value for key, value in values.items()}
+
+
+def warmup_then_cosine(warmup: int, **cosine) -> dict:
+    """Table entries of a per-iteration linear warmup over epochs ``[0, warmup)`` then
+    a cosine (``cosine``: its other keys, ``ABSENT`` for unset ones)."""
+    return {**at('param_scheduler.0', type='LinearLR', begin=0, end=warmup,
+                 convert_to_iter_based=True),
+            **at('param_scheduler.1', type='CosineAnnealingLR',
+                 convert_to_iter_based=True, **cosine)}
+
+
 def param_settings(optim_wrapper: OptimWrapper, model: nn.Module,
                    named_groups: bool = False) -> Dict[str, Tuple[float, float]]:
     """``name -> (lr, weight_decay)`` of every parameter in the optimizer.

@@ -20,7 +20,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import ABSENT, HIVIT_TINY, cpu_optim_wrapper, param_settings, resolve
+from conftest import (ABSENT, HIVIT_TINY, at, cpu_optim_wrapper, param_settings, resolve,
+                      warmup_then_cosine)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs' / 'hivit'
@@ -207,20 +208,6 @@ SHARED_AUGMENTS = dict(
     randaug=('timm_increasing', 2, 9, 0.5),
     crop=224,
     batch=128)  # x 8 GPUs = 1024
-
-
-def at(prefix: str, **values) -> dict:
-    """Table entries ``{'prefix.key': value}``."""
-    return {f'{prefix}.{key}': value for key, value in values.items()}
-
-
-def warmup_then_cosine(warmup: int, **cosine) -> dict:
-    """Table entries of a per-iteration linear warmup over epochs ``[0, warmup)`` then
-    a cosine (``cosine``: its other keys, ``ABSENT`` for unset ones)."""
-    return {**at('param_scheduler.0', type='LinearLR', begin=0, end=warmup,
-                 convert_to_iter_based=True),
-            **at('param_scheduler.1', type='CosineAnnealingLR',
-                 convert_to_iter_based=True, **cosine)}
 
 
 #: The release's supervised recipe (zhangxiaosong18/hivit, supervised/configs/*.yaml,
