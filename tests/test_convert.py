@@ -13,6 +13,7 @@ import os.path as osp
 import runpy
 import subprocess
 import sys
+from collections import OrderedDict
 from typing import List, Optional
 
 import pytest
@@ -21,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 from mmpretrain.models.backbones import HiViT as MMPretrainHiViT
+from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
 from conftest import HIVIT_TINY
@@ -40,6 +42,15 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = HIVIT_TINY
 DIM, DEPTHS, HEADS = TINY['embed_dims'], TINY['depths'], TINY['num_heads']
 EPS = 1e-6
+
+
+def backbone_of(converted: 'OrderedDict[str, torch.Tensor]') -> OrderedDict:
+    """The ``backbone.`` keys of a converted state dict, prefix removed, with the grid
+    the converter recorded for them."""
+    out = OrderedDict((k[len('backbone.'):], v) for k, v in converted.items()
+                      if k.startswith('backbone.'))
+    out._metadata = OrderedDict({'': converted._metadata['backbone']})
+    return out
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -251,7 +262,8 @@ def test_official_classifier_gives_the_same_logits(rpe):
     state = official.state_dict()
     if rpe:  # the supervised code keeps one index per attention block, too
         state['blocks.6.attn.relative_position_index'] = swin_relative_index(3)
-    converted = convert_official_hivit({'model': state, 'epoch': 3}, DEPTHS)
+    converted = convert_official_hivit({'model': state, 'epoch': 3}, DEPTHS,
+                                       img_size=48)
     assert not any('relative_position_index' in k for k in converted)
     assert 'backbone.pos_embed' in converted and 'neck.norm.weight' in converted
 
@@ -267,7 +279,7 @@ def test_official_classifier_gives_the_same_logits(rpe):
 def test_official_checkpoint_is_not_modified():
     state = OfficialHiViT(img=32, rpe=True, num_classes=3).state_dict()
     keys = list(state)
-    converted = convert_official_hivit(state, DEPTHS)
+    converted = convert_official_hivit(state, DEPTHS, img_size=32)
     assert list(state) == keys
     assert converted['backbone.stem.0.blocks.0.norm.weight'] is \
         state['blocks.0.norm2.weight']
@@ -288,7 +300,8 @@ def build_mae(img: int, dec_dim: int, dec_depth: int, dec_heads: int) -> nn.Modu
 def test_official_mae_gives_the_same_reconstruction():
     official = randomize_(OfficialHiViT(img=64, rpe=False, mae=True, dec_dim=16,
                                         dec_depth=2, dec_heads=2))
-    converted = convert_official_hivit({'model': official.state_dict()}, DEPTHS)
+    converted = convert_official_hivit({'model': official.state_dict()}, DEPTHS,
+                                       img_size=64)
     assert converted['neck.decoder_pos_embed'].shape == (1, 16, 16)  # no class slot
     model = build_mae(img=64, dec_dim=16, dec_depth=2, dec_heads=2)
     model.load_state_dict(converted, strict=True)
@@ -310,7 +323,8 @@ def test_official_mae_gives_the_same_reconstruction():
 
 def test_official_mae_initialises_a_fine_tuning_backbone(tmp_path):
     official = randomize_(OfficialHiViT(img=64, rpe=False, mae=True))
-    converted = convert_official_hivit({'model': official.state_dict()}, DEPTHS)
+    converted = convert_official_hivit({'model': official.state_dict()}, DEPTHS,
+                                       img_size=64)
     path = str(tmp_path / 'mae.pth')
     torch.save({'state_dict': converted, 'meta': {}}, path)
     model = HiViT(arch=dict(TINY), img_size=64, use_rel_pos_bias=True,
@@ -368,14 +382,13 @@ def test_mmpretrain_backbone_gives_the_same_features(rpe):
     if rpe:
         assert 'relative_position_index' in state
         assert 'blocks.6.attn.relative_position_index' in state
-    converted = convert_mmpretrain_hivit(state, MM_DEPTHS)
+    converted = convert_mmpretrain_hivit(state, MM_DEPTHS, img_size=48)
     assert all(k.startswith('backbone.') for k in converted)
     assert not any('relative_position_index' in k for k in converted)
 
     ours = HiViT(arch=dict(embed_dims=DIM, depths=MM_DEPTHS, num_heads=HEADS),
                  img_size=48, use_rel_pos_bias=rpe).eval()
-    ours.load_state_dict({k[len('backbone.'):]: v for k, v in converted.items()},
-                         strict=True)
+    ours.load_state_dict(backbone_of(converted), strict=True)
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
         (expected, ), (got, ) = theirs(x), ours(x)
@@ -394,7 +407,8 @@ def test_mmpretrain_classifier_checkpoint_keeps_its_head():
     theirs = randomize_(classifier(dict(
         type='HiViT', arch=arch, img_size=48, rpe=True,
         norm_cfg=dict(type='LN', eps=EPS), out_indices=[MM_DEPTHS[2] - 1])))
-    converted = convert_mmpretrain_hivit({'state_dict': theirs.state_dict()}, MM_DEPTHS)
+    converted = convert_mmpretrain_hivit({'state_dict': theirs.state_dict()}, MM_DEPTHS,
+                                         img_size=48)
     assert 'head.fc.weight' in converted
 
     ours = classifier(dict(type='hivit_mm.HiViT', arch=dict(arch, depths=MM_DEPTHS),
@@ -447,7 +461,7 @@ def test_official_cli(tmp_path):
     torch.save({'model': OfficialHiViT(img=32, rpe=True, num_classes=3).state_dict(),
                 'epoch': 99}, src)
     proc = run_cli('hivit_official_to_hivit_mm.py', str(src), str(dst),
-                   '--depths', *map(str, DEPTHS))
+                   '--depths', *map(str, DEPTHS), '--img-size', '32')
     assert proc.returncode == 0, proc.stderr
     saved = torch.load(dst, map_location='cpu', weights_only=False)
     assert saved['meta']['depths'] == list(DEPTHS)
@@ -461,20 +475,42 @@ def test_official_cli(tmp_path):
         cli['main']([str(src), str(dst), '--arch', 'tiny'])
 
 
+def test_converted_release_records_its_grid(tmp_path):
+    """The release's weights are of 224 px (14x14 units): the converter records it, so
+    the 196-token table (alone: 14x14, 7x28 or 4x49?) loads into a 4x16 model resized
+    from 14x14; a grid the tables do not fit is refused."""
+    official = randomize_(OfficialHiViT(img=224, rpe=False, num_classes=3))
+    src, dst = tmp_path / 'release.pth', tmp_path / 'converted.pth'
+    torch.save({'model': official.state_dict()}, src)
+    main = runpy.run_path(cli_path('hivit_official_to_hivit_mm.py'))['main']
+    main([str(src), str(dst), '--depths', *map(str, DEPTHS)])  # --img-size 224
+    saved = torch.load(dst, map_location='cpu', weights_only=False)['state_dict']
+    assert saved._metadata['backbone'] == dict(grid=[14, 14], pos_grid=[14, 14])
+    model = HiViT(arch=dict(TINY), img_size=(64, 256), init_cfg=dict(
+        type='Pretrained', checkpoint=str(dst), prefix='backbone.'))
+    model.init_weights()
+    assert torch.equal(model.pos_embed.data, resize_pos_embed(
+        official.absolute_pos_embed.data, (14, 14), (4, 16), mode='bicubic',
+        num_extra_tokens=0))
+    with pytest.raises(ValueError, match='backbone.pos_embed of the official checkpoint '
+                       'has 196 entries, not the 64 of a 4x16 grid'):
+        main([str(src), str(tmp_path / 'other.pth'), '--depths', *map(str, DEPTHS),
+              '--img-size', '64', '256'])
+
+
 def test_mmpretrain_cli(tmp_path):
     src, dst = tmp_path / 'mmpretrain.pth', tmp_path / 'converted.pth'
     state = build_mmpretrain_hivit(True).state_dict()
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in state.items()},
                 'meta': {}}, src)
     proc = run_cli('mmpretrain_hivit_to_hivit_mm.py', str(src), str(dst),
-                   '--depths', *map(str, MM_DEPTHS))
+                   '--depths', *map(str, MM_DEPTHS), '--img-size', '48')
     assert proc.returncode == 0, proc.stderr
     saved = torch.load(dst, map_location='cpu', weights_only=False)
     assert f"converted {len(saved['state_dict'])} keys" in proc.stdout
     ours = HiViT(arch=dict(embed_dims=DIM, depths=MM_DEPTHS, num_heads=HEADS),
                  img_size=48, use_rel_pos_bias=True)
-    ours.load_state_dict({k[len('backbone.'):]: v
-                          for k, v in saved['state_dict'].items()}, strict=True)
+    ours.load_state_dict(backbone_of(saved['state_dict']), strict=True)
 
     cli = runpy.run_path(cli_path('mmpretrain_hivit_to_hivit_mm.py'))
     assert cli['parse_args'](['a', 'b', '--arch', 'base']).depths == (2, 2, 24)

@@ -1,5 +1,7 @@
 # Copyright (c) hivit_mm contributors. Licensed under the Apache License 2.0.
 """Contract tests of the HiViT backbone on tiny archs (CPU, seconds)."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -367,7 +369,7 @@ def test_pretrained_mismatches_are_named(tmp_path):
     src = tiny(img_size=32)
     state = src.state_dict()
     dst = tiny(img_size=32)
-    bad = dict(state)
+    bad = copy.copy(state)  # with the grid HiViT records
     del bad['blocks.1.mlp.fc1.weight']
     bad['blocks.0.extra'] = torch.zeros(1)
     bad['blocks.0.norm1.weight'] = torch.zeros(7)
@@ -383,7 +385,8 @@ def test_out_norms_missing_from_a_pretraining_checkpoint_keep_their_init():
     dst = tiny(img_size=32, out_indices=(0, 1, 2, 3), out_norm=True)
     load_backbone_weights(dst, src.state_dict())
     assert torch.equal(dst.out_norms['2'].weight, torch.ones(32))
-    partial = dict(src.state_dict(), **{'out_norms.0.weight': torch.ones(8)})
+    partial = copy.copy(src.state_dict())  # with the grid HiViT records
+    partial['out_norms.0.weight'] = torch.ones(8)
     with pytest.raises(KeyError, match='out_norms.0.bias'):  # some, but not all
         load_backbone_weights(dst, partial)
 
@@ -409,7 +412,8 @@ def test_attention_masks_follow_the_autocast_dtype(monkeypatch):
 
 def test_rel_tables_missing_from_a_no_rpe_checkpoint_start_at_zero():
     src = tiny(img_size=32)  # no RPE, as MAE pre-training
-    state = dict(src.state_dict(), **{'norm.weight': torch.ones(32)})
+    state = copy.copy(src.state_dict())  # with the grid HiViT records
+    state['norm.weight'] = torch.ones(32)
     dst = tiny(img_size=32, use_rel_pos_bias=True, rel_pos_zero_init=True)
     load_backbone_weights(dst, state)
     assert not dst.blocks[0].attn.relative_position_bias_table.abs().sum()

@@ -20,6 +20,7 @@ and both run in float64, so any difference is a difference of behaviour:
   after the first PatchMerge.
 """
 import math
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -252,11 +253,14 @@ def official_state(depths: Sequence[int], dim: int, heads: int, grid: int,
     return sd
 
 
-def to_hivit_mm(sd: StateDict, depths: Sequence[int]) -> StateDict:
-    """Backbone keys of hivit_mm, through the project's converter."""
-    converted = convert_official_hivit(dict(model=sd), depths)
-    return {k[len('backbone.'):]: v for k, v in converted.items()
-            if k.startswith('backbone.')}
+def to_hivit_mm(sd: StateDict, depths: Sequence[int], grid: int) -> StateDict:
+    """Backbone keys of hivit_mm, through the project's converter, with the grid
+    it records for the position tables (``grid x grid``, as :func:`official_state`)."""
+    converted = convert_official_hivit(dict(model=sd), depths, img_size=16 * grid)
+    out = OrderedDict((k[len('backbone.'):], v) for k, v in converted.items()
+                      if k.startswith('backbone.'))
+    out._metadata = OrderedDict({'': converted._metadata['backbone']})
+    return out
 
 
 def relative_close(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
@@ -351,7 +355,7 @@ def test_detection_backbone_equals_the_release(hw):
     depths, dim, heads = SMALL['depths'], SMALL['embed_dims'], SMALL['num_heads']
     sd = official_state(depths, dim, heads, grid=4, rel_pos=False)
     model = det_backbone(64, window_size=4, global_blocks=(1, 3))
-    missing = model.load_state_dict(to_hivit_mm(sd, depths), strict=False)
+    missing = model.load_state_dict(to_hivit_mm(sd, depths, grid=4), strict=False)
     assert all(k.startswith('out_norms.') for k in missing.missing_keys), missing
     assert not missing.unexpected_keys
     g = torch.Generator().manual_seed(1)
@@ -374,7 +378,8 @@ def test_detection_backbone_equals_the_release(hw):
 def test_detection_options_matter():
     """Each release behaviour changes the maps (so the test above can fail)."""
     depths, dim, heads = SMALL['depths'], SMALL['embed_dims'], SMALL['num_heads']
-    sd = to_hivit_mm(official_state(depths, dim, heads, grid=4, rel_pos=False), depths)
+    sd = to_hivit_mm(official_state(depths, dim, heads, grid=4, rel_pos=False), depths,
+                     grid=4)
     img = torch.randn(1, 3, 96, 160, generator=torch.Generator().manual_seed(2),
                       dtype=torch.float64)
 
@@ -402,8 +407,8 @@ def test_segmentation_backbone_at_640_from_a_224_checkpoint(tmp_path):
     depths, dim, heads = arch['depths'], arch['embed_dims'], arch['num_heads']
     sd = official_state(depths, dim, heads, grid=14, rel_pos=True, seed=3)
     path = tmp_path / 'cls224.pth'
-    torch.save(dict(state_dict={f'backbone.{k}': v
-                                for k, v in to_hivit_mm(sd, depths).items()}), path)
+    # the converter records the release's 224 px (14x14) grid
+    torch.save(dict(state_dict=convert_official_hivit(dict(model=sd), depths)), path)
     model = HiViT(arch=dict(arch), img_size=640, pretrain_img_size=224,
                   use_abs_pos_embed=True, use_rel_pos_bias=True, rel_pos_zero_init=True,
                   out_indices=(0, 1, 2, 3), out_norm=False,

@@ -635,10 +635,34 @@ def test_position_tables_are_resized_from_the_grid_they_were_saved_for(
                                      checkpoint=str(tmp_path / 'recorded.pth')))
         target.init_weights()
         assert torch.equal(target.pos_embed.data, expected_pe)
-    # without the record, a table of another size must be of a square grid (as every
-    # released checkpoint): the 4x16 relative table (7 x 31 rows) is refused
-    target = HiViT(arch=arch, img_size=(64, 128), use_rel_pos_bias=True,
-                   init_cfg=dict(type='Pretrained', prefix='backbone.',
-                                 checkpoint=str(tmp_path / 'plain.pth')))
-    with pytest.raises(ValueError, match=f'{table}: .* got 217; resize it explicitly'):
-        target.init_weights()
+    # without the record the sizes alone never tell 4x16 from 16x4 (nor 64 tokens
+    # from 8x8): refused, naming the tables, even where the shapes fit
+    for img_size in ((64, 256), (256, 64), 128):
+        target = HiViT(arch=arch, img_size=img_size, use_rel_pos_bias=True,
+                       rel_pos_resize='bicubic',
+                       init_cfg=dict(type='Pretrained', prefix='backbone.',
+                                     checkpoint=str(tmp_path / 'plain.pth')))
+        with pytest.raises(ValueError, match=r'saved without the grid .*: pos_embed '
+                           rf'\(64 tokens\), {table} \(217 rows\).*checkpoint_img_size'):
+            target.init_weights()
+    unrecorded = OrderedDict(saved)  # as a plain copy of a state dict: no record
+    target = HiViT(arch=arch, img_size=(256, 64), use_rel_pos_bias=True,
+                   rel_pos_resize='bicubic')
+    with pytest.raises(ValueError, match='saved without the grid'):
+        target.load_state_dict(unrecorded)
+    # ... unless the grid is given explicitly
+    target = HiViT(arch=arch, img_size=(256, 64), use_rel_pos_bias=True,
+                   rel_pos_resize='bicubic', checkpoint_img_size=(64, 256))
+    target.load_state_dict(unrecorded)
+    assert torch.equal(target.pos_embed.data, resize_pos_embed(
+        saved['pos_embed'], (4, 16), (16, 4), mode='bicubic', num_extra_tokens=0))
+    # a square grid is told by its sizes together (n*n tokens, (2n-1)**2 rows)
+    square = HiViT(arch=arch, img_size=128, use_rel_pos_bias=True)
+    square.init_weights()
+    target = HiViT(arch=arch, img_size=128, use_rel_pos_bias=True)
+    target.load_state_dict(OrderedDict(square.state_dict()))
+    assert torch.equal(target.pos_embed, square.pos_embed)
+    no_rel = HiViT(arch=arch, img_size=128)  # 64 tokens alone: refused
+    with pytest.raises(ValueError, match=r'pos_embed \(64 tokens\)\. Their sizes'):
+        no_rel.load_state_dict(OrderedDict(
+            (k, v) for k, v in square.state_dict().items() if 'relative' not in k))

@@ -17,6 +17,7 @@ import difflib
 import inspect
 import logging
 import os.path as osp
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -80,8 +81,14 @@ def _load_weights(model: nn.Module, checkpoint: str) -> dict:
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'checkpoint {checkpoint} holds no state dict')
-    state = {k[len('module.'):] if k.startswith('module.') else k: v
-             for k, v in state.items()}
+
+    def unwrapped(key: str) -> str:  # DDP's 'module.' prefix removed
+        return '' if key == 'module' else key[7:] if key.startswith('module.') else key
+
+    metadata = getattr(state, '_metadata', None)  # e.g. the grid of HiViT's tables
+    state = OrderedDict((unwrapped(k), v) for k, v in state.items())
+    if metadata is not None:
+        state._metadata = OrderedDict((unwrapped(k), v) for k, v in metadata.items())
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -47,16 +47,28 @@ official                       hivit_mm (full mmpretrain model)
 ============================== ===========================================
 
 Relative position indices (``relative_position_index`` at any depth) are derived from
-sizes, so they are dropped. Any other key that does not map, and any flat block the
-depths expect but the checkpoint lacks, raises a ``ValueError`` that names them: the
-result is meant for ``load_state_dict(strict=True)``.
+sizes, so they are dropped. Neither source records the grid its position tables were
+made for; the converters take it as ``img_size`` (224 px by default: the release's
+models are built and trained at 224, ``--input_size`` defaulting to 224 in
+``self_supervised/main_pretrain.py`` and ``main_finetune.py``, whose commands in
+``self_supervised/get_started.md`` keep it, and ``supervised/configs/hivit_*_224.yaml``;
+mmpretrain's ``HiViT`` defaults to ``img_size=224`` too), check that the tables' sizes
+fit it, and record it in the output's metadata (``grid``/``pos_grid`` of the
+``backbone`` module, as :class:`~hivit_mm.models.HiViT` records its own), so that
+loading resizes from that grid rather than guess it.
+
+Any other key that does not map, and any flat block the depths expect but the checkpoint
+lacks, raises a ``ValueError`` that names them: the result is meant for
+``load_state_dict(strict=True)``.
 """
 from collections import OrderedDict
 from functools import partial
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .geometry import unit_grid
+from .hivit import UNIT_SIZE
 from .loading import (MAE_DECODER_BLOCK, RenameTable, rename_indexed_key, rename_key,
                       unwrap_state_dict)
 
@@ -219,6 +231,28 @@ def _convert(state: StateDict, rename: Callable[[str], Optional[str]],
     return out
 
 
+def _record_grid(state: OrderedDict, img_size: Union[int, Sequence[int]],
+                 source: str) -> OrderedDict:
+    """Record the grid of ``img_size`` for the ``backbone.`` position tables.
+
+    Raises:
+        ValueError: If a table's size does not fit that grid, naming it.
+    """
+    h, w = unit_grid(img_size, UNIT_SIZE, 'img_size')
+    sizes = {'backbone.pos_embed': (1, h * w)}
+    for k in state:
+        if k.startswith('backbone.') and k.endswith('relative_position_bias_table'):
+            sizes[k] = (0, (2 * h - 1) * (2 * w - 1))
+    for k, (dim, size) in sizes.items():
+        if k in state and state[k].shape[dim] != size:
+            raise ValueError(f'{k} of the {source} checkpoint has {state[k].shape[dim]} '
+                             f'entries, not the {size} of a {h}x{w} grid (img_size '
+                             f'{img_size}): give the input size its tables were made for '
+                             '(--img-size H W)')
+    state._metadata = OrderedDict(backbone=dict(grid=[h, w], pos_grid=[h, w]))
+    return state
+
+
 # ----------------------------------------------------------------------------
 # Official release
 # ----------------------------------------------------------------------------
@@ -234,7 +268,9 @@ def _rename_official(key: str, layout: Sequence[Tuple[str, str]]) -> Optional[st
 
 
 def convert_official_hivit(checkpoint: Mapping,
-                           depths: Sequence[int]) -> OrderedDict[str, torch.Tensor]:
+                           depths: Sequence[int],
+                           img_size: Union[int, Sequence[int]] = 224
+                           ) -> OrderedDict[str, torch.Tensor]:
     """Convert an official HiViT checkpoint (zhangxiaosong18/hivit) to hivit_mm.
 
     Classification checkpoints load with ``strict=True`` into an mmpretrain
@@ -249,19 +285,25 @@ def convert_official_hivit(checkpoint: Mapping,
             state dict itself. Not modified.
         depths (Sequence[int]): ``(d0, d1, d2)`` of the checkpoint's arch, e.g.
             ``(2, 2, 20)`` for the released HiViT-B.
+        img_size (int | Sequence[int]): Input size (pixels) the checkpoint's position
+            tables were made for, recorded in the output. Defaults to 224 (every
+            released checkpoint; module docstring).
 
     Returns:
         OrderedDict[str, torch.Tensor]: Keys with ``backbone.``, ``neck.`` and
         ``head.`` prefixes; the tensors are the checkpoint's (not copied).
+        ``_metadata['backbone']`` records the grid (``grid``, ``pos_grid``).
 
     Raises:
-        ValueError: If ``depths`` is malformed, or naming the keys that do not map
-            and the flat blocks that are missing (wrong depths, or another layout).
+        ValueError: If ``depths`` is malformed, naming the keys that do not map
+            and the flat blocks that are missing (wrong depths, or another layout),
+            or a position table that does not fit ``img_size``.
     """
     depths = _check_depths(depths)
     state = unwrap_state_dict(checkpoint, ('model', 'state_dict'))
     rename = partial(_rename_official, layout=flat_block_layout(depths))
-    return _convert(state, rename, depths, 'official')
+    return _record_grid(_convert(state, rename, depths, 'official'), img_size,
+                        'official')
 
 
 # ----------------------------------------------------------------------------
@@ -284,7 +326,9 @@ def _rename_mmpretrain(key: str, layout: Sequence[Tuple[str, str]],
 
 
 def convert_mmpretrain_hivit(checkpoint: Mapping,
-                             depths: Sequence[int]) -> OrderedDict[str, torch.Tensor]:
+                             depths: Sequence[int],
+                             img_size: Union[int, Sequence[int]] = 224
+                             ) -> OrderedDict[str, torch.Tensor]:
     """Convert weights of mmpretrain's ``HiViT`` backbone to hivit_mm.
 
     A bare backbone state dict gives ``backbone.*`` keys. In a full mmpretrain model
@@ -301,18 +345,23 @@ def convert_mmpretrain_hivit(checkpoint: Mapping,
             or the state dict itself. Not modified.
         depths (Sequence[int]): ``(d0, d1, d2)`` of the checkpoint's arch (mmpretrain's
             ``'base'`` is ``(2, 2, 24)``, not the paper's ``(2, 2, 20)``).
+        img_size (int | Sequence[int]): Input size (pixels) of the position tables,
+            recorded in the output. Defaults to 224 (mmpretrain's default).
 
     Returns:
         OrderedDict[str, torch.Tensor]: Keys with the ``backbone.`` prefix (plus the
         ``neck.``/``head.`` keys of a full model); the tensors are the checkpoint's.
+        ``_metadata['backbone']`` records the grid (``grid``, ``pos_grid``).
 
     Raises:
-        ValueError: If ``depths`` is malformed, or naming the keys that do not map
-            and the flat blocks that are missing.
+        ValueError: If ``depths`` is malformed, naming the keys that do not map
+            and the flat blocks that are missing, or a position table that does not
+            fit ``img_size``.
     """
     depths = _check_depths(depths)
     state = unwrap_state_dict(checkpoint, ('state_dict', ))
     full_model = any(k.startswith('backbone.') for k in state)
     rename = partial(
         _rename_mmpretrain, layout=flat_block_layout(depths), full_model=full_model)
-    return _convert(state, rename, depths, 'mmpretrain')
+    return _record_grid(_convert(state, rename, depths, 'mmpretrain'), img_size,
+                        'mmpretrain')

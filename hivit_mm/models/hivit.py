@@ -89,7 +89,7 @@ from hivit_mm.registry import MODELS
 from .attention import attention
 from .geometry import (check_choice, normalize_out_indices, relative_position_index,
                        resize_abs_pos_embed, resize_rel_pos_bias_table, select_arch,
-                       table_window, take_units, unit_grid)
+                       take_units, unit_grid)
 from .loading import init_pretrained
 
 __all__ = [
@@ -123,13 +123,40 @@ def quarter_global_blocks(depth: int) -> Tuple[int, ...]:
     return tuple(sorted({(q + 1) * depth // 4 - 1 for q in range(4)} - {-1}))
 
 
-def _square_grid(num_tokens: int, what: str) -> Tuple[int, int]:
-    """``(side, side)`` of a square grid of ``num_tokens`` entries, or ``ValueError``."""
-    side = math.isqrt(num_tokens)
-    if side * side != num_tokens:
-        raise ValueError(f'{what}: {num_tokens} entries is not a square grid; resize '
-                         'it explicitly before loading')
-    return side, side
+def _unrecorded_grid(state: Dict[str, torch.Tensor]) -> Optional[Tuple[int, int]]:
+    """The grid of position tables saved without a record, where their sizes tell it.
+
+    ``h*w`` absolute tokens and ``(2h-1)*(2w-1)`` relative rows fix ``h + w`` and
+    ``h*w``, so ``{h, w}`` but not which is the height: only a square grid is told
+    apart (64 tokens alone may be 8x8 or 4x16; 4x16 and 16x4 have the same sizes).
+
+    Returns:
+        tuple[int, int] | None: ``(n, n)``; None if ``state`` holds no position table.
+
+    Raises:
+        ValueError: If it holds tables whose grid the sizes do not tell, naming them,
+            their sizes and how to give the grid.
+    """
+    pe = state.get('pos_embed')
+    rel = {k: t.shape[0] for k, t in state.items()
+           if k.endswith('relative_position_bias_table')}
+    if pe is None and not rel:
+        return None
+    side = math.isqrt(pe.shape[1]) if pe is not None else 0
+    if pe is not None and rel and side * side == pe.shape[1] and all(
+            rows == (2 * side - 1)**2 for rows in rel.values()):
+        return side, side
+    tables = ([f'pos_embed ({pe.shape[1]} tokens)'] if pe is not None else []) + [
+        f'{k} ({rows} rows)' for k, rows in list(rel.items())[:2]]
+    raise ValueError(
+        f'position tables saved without the grid they were made for: '
+        f'{", ".join(tables)}{" ..." if len(rel) > 2 else ""}. Their sizes do not tell '
+        'the grid (64 tokens may be 8x8 or 4x16; a 4x16 and a 16x4 grid have the same '
+        'sizes), and a table read as another grid loads wrong weights silently. Say '
+        'it: convert the checkpoint with tools/model_converters/*_to_hivit_mm.py '
+        '--img-size H W (which records it; the official release is 224), or set the '
+        "backbone's checkpoint_img_size=(H, W), the input size in pixels the tables "
+        'were made for')
 
 
 def _parse_arch(arch: Union[str, dict], arch_zoo: Dict[str, dict]) -> dict:
@@ -532,7 +559,8 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
                            pos_grid: Optional[Tuple[int, int]] = None,
                            rel_mode: str = 'geometric',
                            src_grid: Optional[Sequence[int]] = None,
-                           src_pos_grid: Optional[Sequence[int]] = None
+                           src_pos_grid: Optional[Sequence[int]] = None,
+                           unrecorded_grid: Optional[Tuple[int, int]] = None
                            ) -> Dict[str, torch.Tensor]:
     """Resize the position tables of a HiViT state dict saved for another grid.
 
@@ -542,13 +570,15 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
     (mmpretrain's ``resize_pos_embed``), relative tables by
     :func:`~hivit_mm.models.geometry.resize_rel_pos_bias_table`.
 
-    The grid the tables were made for is never guessed from a token count when it is
-    known: :class:`HiViT` records them in the metadata of every state dict it saves
-    (``grid`` and ``pos_grid``), so a 4x16 table is resized as 4x16 (and a 16x4 one
-    into a 4x16 model is resized although its shape fits). Tables saved without the
-    record (by other code, or before it existed) are taken to be of this model's grid
-    when their size fits it, and of a square grid otherwise (every released HiViT
-    checkpoint is).
+    The grid the tables were made for is never guessed from a token count:
+    :class:`HiViT` records it in the metadata of every state dict it saves (``grid``
+    and ``pos_grid``), and so do the converters of :mod:`hivit_mm.models.convert_hivit`
+    (the release's 224 px); a 4x16 table is resized as 4x16 (and a 16x4 one into a
+    4x16 model is resized although its shape fits). Tables saved without the record
+    are of ``unrecorded_grid`` if given, else of the one grid their sizes tell: a
+    square one, from an absolute table of ``n*n`` tokens together with relative tables
+    of ``(2n-1)**2`` rows (:func:`_unrecorded_grid`); anything else is refused, even
+    when the shapes fit this model.
 
     Args:
         state (dict[str, torch.Tensor]): HiViT keys, prefix removed.
@@ -561,37 +591,38 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
             for, if recorded. Defaults to None.
         src_pos_grid (Sequence[int], optional): ``(h, w)`` the absolute table was saved
             for, if recorded. Defaults to ``src_grid``.
+        unrecorded_grid (tuple[int, int], optional): ``(h, w)`` of tables saved
+            without a record (``HiViT(checkpoint_img_size=...)``). Defaults to None.
 
     Returns:
         dict[str, torch.Tensor]: A new dict, tables resized.
 
     Raises:
-        ValueError: If a table does not fit the recorded grid, or, unrecorded and of
-            another size than this model's, is not of a square grid.
+        ValueError: If a table does not fit its grid (recorded or given), or, saved
+            without a record, its grid is not told (see :func:`_unrecorded_grid`).
     """
     state = dict(state)
     pos_grid = tuple(pos_grid or grid)
+    if src_grid is None and src_pos_grid is None:
+        src_grid = unrecorded_grid or _unrecorded_grid(state)
     src = None if src_grid is None else tuple(int(n) for n in src_grid)
     src_pos = src if src_pos_grid is None else tuple(int(n) for n in src_pos_grid)
+    src = src or src_pos
     pe = state.get('pos_embed')
     if pe is not None:
-        if src_pos is not None and pe.shape[1] != src_pos[0] * src_pos[1]:
+        if pe.shape[1] != src_pos[0] * src_pos[1]:
             raise ValueError(f'pos_embed has {pe.shape[1]} tokens but was saved for the '
                              f'grid {src_pos}')
-        pe_src = src_pos or (pos_grid if pe.shape[1] == pos_grid[0] * pos_grid[1] else
-                             _square_grid(pe.shape[1], 'pos_embed'))
-        if pe_src != pos_grid:
-            state['pos_embed'] = resize_pos_embed(pe, pe_src, pos_grid, mode='bicubic',
+        if src_pos != pos_grid:
+            state['pos_embed'] = resize_pos_embed(pe, src_pos, pos_grid, mode='bicubic',
                                                   num_extra_tokens=0)  # 1, h*w, C
-    size = (2 * grid[0] - 1) * (2 * grid[1] - 1)
     for k, t in state.items():
         if not k.endswith('relative_position_bias_table'):
             continue
-        if src is not None:
-            state[k] = resize_rel_pos_bias_table(t, src, grid, rel_mode)
-        elif t.shape[0] != size:
-            side = table_window(t.shape[0], k)
-            state[k] = resize_rel_pos_bias_table(t, (side, side), grid, rel_mode)
+        if t.shape[0] != (2 * src[0] - 1) * (2 * src[1] - 1):
+            raise ValueError(f'{k} has {t.shape[0]} rows but was saved for the grid '
+                             f'{src} ({2 * src[0] - 1} x {2 * src[1] - 1} offsets)')
+        state[k] = resize_rel_pos_bias_table(t, src, grid, rel_mode)
     return state
 
 
@@ -615,6 +646,11 @@ class HiViT(BaseModule):
         pretrain_img_size (int | tuple[int, int], optional): Input size the absolute
             table is kept for, if not ``img_size`` (the official segmentor keeps the
             224 table and resizes it at every forward). Defaults to None.
+        checkpoint_img_size (int | tuple[int, int], optional): Input size (pixels) the
+            position tables of loaded weights that do not record their grid were made
+            for (see :func:`resize_position_tables`; a recorded grid takes
+            precedence). Defaults to None: such tables load only where their sizes
+            tell a square grid.
         in_channels (int): Defaults to 3.
         qkv_bias (bool): Defaults to True.
         drop_rate (float): Dropout after the position embedding and in MLPs.
@@ -680,6 +716,7 @@ class HiViT(BaseModule):
                  arch: Union[str, dict] = 'base',
                  img_size: Union[int, Tuple[int, int]] = 224,
                  pretrain_img_size: Optional[Union[int, Tuple[int, int]]] = None,
+                 checkpoint_img_size: Optional[Union[int, Tuple[int, int]]] = None,
                  in_channels: int = 3,
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
@@ -708,6 +745,8 @@ class HiViT(BaseModule):
         self.grid = unit_grid(img_size, UNIT_SIZE, 'img_size')
         self.pos_grid = self.grid if pretrain_img_size is None else unit_grid(
             pretrain_img_size, UNIT_SIZE, 'pretrain_img_size')
+        self.checkpoint_grid = None if checkpoint_img_size is None else unit_grid(
+            checkpoint_img_size, UNIT_SIZE, 'checkpoint_img_size')
         chosen = dict(rel_pos_resize=rel_pos_resize, pos_embed_resize=pos_embed_resize,
                       window_padding=window_padding, stem_taps=stem_taps)
         for name, value in chosen.items():  # self.rel_pos_resize etc.
@@ -788,11 +827,12 @@ class HiViT(BaseModule):
         """:func:`resize_position_tables` to this model's grids, with its
         ``rel_pos_resize``, from the grids the tables were saved for if recorded (used
         by strict loading, :mod:`hivit_mm.models.loading`, and the ``load_state_dict``
-        pre-hook)."""
+        pre-hook); tables without a record are of ``checkpoint_img_size`` if set."""
         saved_grids = saved_grids or {}
         src_grid, src_pos_grid = saved_grids.get('grid'), saved_grids.get('pos_grid')
         return resize_position_tables(state, self.grid, self.pos_grid,
-                                      self.rel_pos_resize, src_grid, src_pos_grid)
+                                      self.rel_pos_resize, src_grid, src_pos_grid,
+                                      self.checkpoint_grid)
 
     @staticmethod
     def _record_grid(module: 'HiViT', state_dict, prefix: str, local_metadata: dict

@@ -148,7 +148,9 @@ def load_backbone_weights(model: torch.nn.Module, state_dict: StateDict,
         raise KeyError(f'{name} weights from {source} do not match the model.\n'
                        f'missing keys: {missing}\nunexpected keys: {unexpected}\n'
                        f'shape mismatches: {mismatched}')
-    model.load_state_dict(state, strict=False)
+    resized = OrderedDict(state)  # now of the model's grids: its own metadata says so
+    resized._metadata = getattr(own, '_metadata', None)
+    model.load_state_dict(resized, strict=False)
     logger.info(f'{name}: loaded {len(state)} tensors from {source}')
     if ignored:
         logger.info(f'{name}: ignored pre-training-only keys: {ignored}')

@@ -85,8 +85,10 @@ def build_runner(cfg: Config) -> Runner:
 def parse_hivit_converter_args(argv: Optional[List[str]], description: str, source: str,
                                arch_depths: Mapping[str, Sequence[int]],
                                arch_help: str) -> argparse.Namespace:
-    """The command line of a HiViT checkpoint converter: ``src dst`` and either
-    ``--arch NAME`` or ``--depths D0 D1 D2``.
+    """The command line of a HiViT checkpoint converter: ``src dst``, either
+    ``--arch NAME`` or ``--depths D0 D1 D2``, and ``--img-size H [W]`` (pixels the
+    position tables were made for, recorded in the output; default 224, the
+    release's).
 
     Args:
         argv (list[str], optional): Arguments without the program name; None:
@@ -98,7 +100,8 @@ def parse_hivit_converter_args(argv: Optional[List[str]], description: str, sour
         arch_help (str): Help of ``--arch``.
 
     Returns:
-        argparse.Namespace: ``src``, ``dst`` and ``depths`` (a tuple of three ints).
+        argparse.Namespace: ``src``, ``dst``, ``depths`` (a tuple of three ints) and
+        ``img_size`` (``(H, W)``).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('src', help=f'{source} checkpoint (.pth)')
@@ -108,17 +111,26 @@ def parse_hivit_converter_args(argv: Optional[List[str]], description: str, sour
     group.add_argument(
         '--depths', type=int, nargs=3, metavar=('D0', 'D1', 'D2'),
         help='depths of a custom arch')
+    parser.add_argument(
+        '--img-size', type=int, nargs='+', default=[224], metavar='PX',
+        help='input size (H [W], pixels) the position tables were made for; recorded '
+        'in the output so that loading never guesses the grid (default: 224)')
     args = parser.parse_args(argv)
+    if len(args.img_size) > 2:
+        parser.error('--img-size takes H or H W')
+    args.img_size = tuple(args.img_size * (3 - len(args.img_size)))[:2]  # (H, W)
     args.depths = tuple(arch_depths[args.arch] if args.arch else args.depths)
     return args
 
 
 def run_hivit_converter(args: argparse.Namespace, convert: Callable,
                         source_layout: str) -> None:
-    """Convert ``args.src`` to ``args.dst`` with ``convert(checkpoint, depths)``
-    (:func:`~hivit_mm.utils.checkpoint.convert_checkpoint_file`), print the key count.
+    """Convert ``args.src`` to ``args.dst`` with ``convert(checkpoint, depths,
+    img_size)`` (:func:`~hivit_mm.utils.checkpoint.convert_checkpoint_file`), print the
+    key count.
     """
     state_dict = convert_checkpoint_file(
-        args.src, args.dst, partial(convert, depths=args.depths),
-        source_layout=source_layout, depths=list(args.depths))
+        args.src, args.dst, partial(convert, depths=args.depths, img_size=args.img_size),
+        source_layout=source_layout, depths=list(args.depths),
+        img_size=list(args.img_size))
     print(f'converted {len(state_dict)} keys (depths {args.depths}) -> {args.dst}')

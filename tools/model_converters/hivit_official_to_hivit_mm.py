@@ -13,6 +13,9 @@ Examples::
         mae_hivit_base_1600ep.pth work_dirs/mae_hivit_base_hivit_mm.pth --arch base
     python tools/model_converters/hivit_official_to_hivit_mm.py SRC DST --depths 1 1 10
 
+``--img-size`` is the input size (pixels) the position tables were made for, recorded in
+the output (default 224: every released checkpoint).
+
 Only convert checkpoints you trust: they are unpickled (``weights_only=False``).
 """
 from typing import List, Optional

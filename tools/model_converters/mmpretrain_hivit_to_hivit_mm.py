@@ -15,6 +15,9 @@ Examples::
     python tools/model_converters/mmpretrain_hivit_to_hivit_mm.py SRC DST \\
         --depths 1 1 10
 
+``--img-size`` is the input size (pixels) the position tables were made for, recorded in
+the output (default 224, mmpretrain's default).
+
 Only convert checkpoints you trust: they are unpickled (``weights_only=False``).
 """
 from typing import List, Optional
