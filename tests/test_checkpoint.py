@@ -2,6 +2,7 @@
 """Published checkpoints: hash in the name, verified by every loading path."""
 import hashlib
 import os.path as osp
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -27,7 +28,10 @@ def tiny_hivit(**kwargs) -> HiViT:
 def training_checkpoint(tmp_path):
     """A checkpoint as mmengine's runner saves it: weights plus training state."""
     model = tiny_hivit()
-    state = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    state = OrderedDict((f'backbone.{k}', v) for k, v in own.items())
+    state._metadata = OrderedDict(  # as the model's state dict, under 'backbone'
+        ('backbone' + (f'.{k}' if k else ''), v) for k, v in own._metadata.items())
     path = tmp_path / 'epoch_3.pth'
     meta = dict(epoch=3, dataset_meta=dict(classes=['a']))
     torch.save(dict(state_dict=state, meta=meta,

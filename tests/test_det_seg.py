@@ -17,6 +17,7 @@ import math
 import os.path as osp
 import re
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List
 
@@ -314,7 +315,9 @@ PRE_GRID = 32  # pre-training / fine-tuning img_size (2x2 units); the tasks use 
 
 def _save(model: nn.Module, path: Path) -> Dict[str, torch.Tensor]:
     """Save as the Runner does (state_dict + meta with a HistoryBuffer)."""
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    state = OrderedDict((k, v.clone()) for k, v in own.items())
+    state._metadata = own._metadata  # e.g. the grid HiViT records, kept by the Runner
     save_checkpoint(dict(state_dict=state, meta=dict(loss=HistoryBuffer([1.0], [1]))),
                     str(path))
     return state
