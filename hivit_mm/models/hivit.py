@@ -626,6 +626,24 @@ def resize_position_tables(state: Dict[str, torch.Tensor],
     return state
 
 
+def record_table_grids(module: nn.Module, state_dict, prefix: str,
+                       local_metadata: dict) -> None:
+    """``state_dict`` post-hook of :class:`HiViT`: record in the metadata the grids its
+    position tables are made for (``grid``, ``pos_grid``)."""
+    local_metadata['grid'] = list(module.grid)
+    local_metadata['pos_grid'] = list(module.pos_grid)
+
+
+def resize_tables_on_load(module: nn.Module, state_dict, prefix: str,
+                          local_metadata: dict, *args) -> None:
+    """``load_state_dict`` pre-hook of :class:`HiViT` (as mmpretrain resizes in a load
+    hook): its position tables in ``state_dict`` resized in place to the module's grids
+    (``module.resize_position_tables``, from the grids recorded in the metadata)."""
+    own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    for k, v in module.resize_position_tables(own, local_metadata).items():
+        state_dict[prefix + k] = v
+
+
 # ----------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------
@@ -797,7 +815,8 @@ class HiViT(BaseModule):
             for i in self.out_indices
         }) if out_norm else None
         self._freeze_stages()
-        self.register_state_dict_post_hook(self._record_grid)
+        self.register_state_dict_post_hook(record_table_grids)
+        self.register_load_state_dict_pre_hook(resize_tables_on_load)
 
     # -- weights --------------------------------------------------------------
     def init_weights(self) -> None:
@@ -833,22 +852,6 @@ class HiViT(BaseModule):
         return resize_position_tables(state, self.grid, self.pos_grid,
                                       self.rel_pos_resize, src_grid, src_pos_grid,
                                       self.checkpoint_grid)
-
-    @staticmethod
-    def _record_grid(module: 'HiViT', state_dict, prefix: str, local_metadata: dict
-                     ) -> None:
-        """State-dict hook: record the grid the position tables are made for."""
-        local_metadata['grid'] = list(module.grid)
-        local_metadata['pos_grid'] = list(module.pos_grid)
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args,
-                              **kwargs) -> None:
-        own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        resized = self.resize_position_tables(own, local_metadata)
-        for k, v in resized.items():
-            state_dict[prefix + k] = v
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args,
-                                      **kwargs)
 
     # -- freezing and layer-wise lr decay ------------------------------------
     def _stage_modules(self, stage: int) -> List[nn.Module]:
