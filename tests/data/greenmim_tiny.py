@@ -10,18 +10,19 @@ batch 8, a higher lr and 40 iterations, logged one by one; the loss falls from a
 train_dataloader.dataset.data_root=DIR`` where ``DIR`` was written by
 ``hivit_mm.datasets.make_classification(DIR, n, 0, img_size=128)``.
 """
-_base_ = '../../configs/greenmim/greenmim_swin-base-w7_8xb256-amp-coslr-800e_in1k.py'
+_base_ = [
+    '../../configs/greenmim/greenmim_swin-base-w7_8xb256-amp-coslr-800e_in1k.py',
+    '../../configs/demo/_base_/shapes.py', './_base_/tiny-hivit.py'
+]
 
 patch_size = 4
 embed_dims = 32
 img_size = 128
+bound = (6 / (3 * patch_size**2 + embed_dims))**0.5  # the recipe's Uniform on the stem
 model = dict(
     backbone=dict(
-        arch=dict(
-            _delete_=True,
-            embed_dims=embed_dims,
-            depths=(2, 2, 2, 2),
-            num_heads=(1, 2, 4, 8)),
+        arch=dict(_delete_=True, embed_dims=embed_dims, depths=(2, 2, 2, 2),
+                  num_heads=(1, 2, 4, 8)),
         img_size=img_size,
         window_size=4),
     neck=dict(
@@ -30,40 +31,18 @@ model = dict(
         decoder_embed_dim=64,
         decoder_num_heads=4),
     init_cfg=[
-        dict(type='Xavier', layer='Linear', distribution='uniform', bias=0.),
-        dict(
-            type='Uniform',
-            layer='Conv2d',
-            a=-(6 / (3 * patch_size**2 + embed_dims))**0.5,
-            b=(6 / (3 * patch_size**2 + embed_dims))**0.5,
-            bias=0.),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+        _base_.model.init_cfg[0],
+        dict(_base_.model.init_cfg[1], a=-bound, b=bound), _base_.model.init_cfg[2]
     ])
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=img_size,
-        crop_ratio_range=(0.5, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs')
-]
+crop = dict(_base_.train_pipeline[1], scale=img_size, crop_ratio_range=(0.5, 1.0))
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
+    batch_size=8, **_base_.tiny_loader,
     sampler=dict(_delete_=True, type='InfiniteSampler', shuffle=True),
     dataset=dict(
-        _delete_=True,
-        type='CustomDataset',
-        data_root='data/shapes/cls',
-        data_prefix='train',
-        ann_file='',
+        _base_.shapes_cls_set, _delete_=True, data_prefix='train', ann_file='',
         with_label=False,
-        pipeline=train_pipeline))
+        pipeline=[_base_.train_pipeline[0], crop, *_base_.train_pipeline[2:]]))
 
 max_iters = 40
 optim_wrapper = dict(

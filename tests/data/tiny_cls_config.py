@@ -38,32 +38,16 @@ model = dict(
         topk=(1, )))
 
 pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-
-
+dataset = dict(type='CustomDataset', data_root='data/shapes/cls', data_prefix='',
+               classes=classes, pipeline=pipeline)
 train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
+    batch_size=4, num_workers=0, persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type='CustomDataset',
-        data_root='data/shapes/cls',
-        ann_file='meta/train.txt',
-        data_prefix='',
-        classes=classes,
-        pipeline=pipeline))
+    dataset=dict(dataset, ann_file='meta/train.txt'))
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
+    batch_size=4, num_workers=0, persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CustomDataset',
-        data_root='data/shapes/cls',
-        ann_file='meta/val.txt',
-        data_prefix='',
-        classes=classes,
-        pipeline=pipeline))
+    dataset=dict(dataset, ann_file='meta/val.txt'))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
