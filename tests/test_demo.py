@@ -58,6 +58,15 @@ def test_quick_demo_chain_writes_every_artifact(tmp_path):
         assert f'model.backbone.init_cfg.checkpoint={stages[source]["checkpoint"]}' in log
     scratch_log = (tmp_path / 'ft_scratch' / 'demo.log').read_text()
     assert 'model.backbone.init_cfg=None' in scratch_log
+    # bf16 autocast (tools/train.py --amp) where the CPU has bf16 instructions, except
+    # for Mask R-CNN (no bf16 RoIAlign on a CPU); the table says which
+    from hivit_mm.engine.amp import cpu_supports_bf16
+    for name, stage in stages.items():
+        bf16 = cpu_supports_bf16() and name != 'det'
+        assert stage['precision'] == ('bf16' if bf16 else 'fp32'), name
+        train_cmd = next(line for line in (tmp_path / name / 'demo.log').open()
+                         if line.startswith('$ ') and 'tools/train.py' in line)
+        assert (' --amp ' in train_cmd) == bf16, name
 
     # the classifiers are tested on the first 200 Fashion-MNIST test images (--quick),
     # all ten classes among them; the demo's top-1 is the one of the dumped predictions
@@ -90,16 +99,29 @@ def test_quick_demo_chain_writes_every_artifact(tmp_path):
     assert table.startswith('Fashion-MNIST, top-1 on the 10,000 test images')
     assert 'SVC, RBF kernel, C=10' in table
     assert '| **ours: demo HiViT, MAE' in table and '| 0.90M |' in table
-    stage_rows = table.split('| stage | metric | value | wall time |')[1]
+    stage_rows = table.split('| stage | metric | value | precision | wall time |')[1]
     # a row a metric
     assert stage_rows.count('\n| ') == sum(len(m) for m in expected.values())
 
-    # resumable: a second run skips every stage
+    # resumable: a second run skips every stage; --update-readme writes the report and
+    # the pictures between the markers of a README (here a copy) and beside it
+    readme = tmp_path / 'doc' / 'README.md'
+    readme.parent.mkdir()
+    readme.write_text('# Title\n<!-- demo results: begin (written by tools/demo.py '
+                      '--update-readme) -->\nold\n<!-- demo results: end -->\ntail\n')
     proc = subprocess.run(
-        [sys.executable, 'tools/demo.py', '--work-dir', str(tmp_path), '--quick'],
+        [sys.executable, 'tools/demo.py', '--work-dir', str(tmp_path), '--quick',
+         '--update-readme', '--readme', str(readme)],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count('done earlier, skipped') == 7
+    text = readme.read_text()
+    assert text.startswith('# Title\n')
+    assert text.endswith('<!-- demo results: end -->\ntail\n')
+    assert 'old' not in text and (tmp_path / 'results.md').read_text() in text
+    for p in pictures:
+        assert f'](docs/demo/{p.name})' in text
+        assert (readme.parent / 'docs' / 'demo' / p.name).is_file()
 
 
 def test_selected_stages_add_the_stages_they_start_from():

@@ -21,7 +21,10 @@ previous stage's checkpoint the way a user would (``init_cfg=Pretrained``):
 
 The Fashion-MNIST files come from ``tools/misc/get_fashion_mnist.sh`` (a copy in
 ``--fmnist-root``, else the Debian package, else the standard download). Every config
-is seeded (``randomness``), so a re-run on the same machine repeats the numbers.
+is seeded (``randomness``), so a re-run on the same machine repeats the numbers. On a
+CPU with bf16 instructions every stage but ``det`` trains under bf16 autocast
+(``tools/train.py --amp``; measured faster with the same results, see the README's
+"The demo"); ``--fp32`` turns it off. Tests run in fp32.
 
 It writes ``results.md`` and ``results.json`` (stage, metric, value, wall time, and
 the published Fashion-MNIST results beside ours) and ``pictures/`` into the work
@@ -29,7 +32,7 @@ directory. Stages whose results exist are skipped (``--force`` re-runs them).
 
     python tools/demo.py --work-dir work_dirs/demo            # make demo
     python tools/demo.py --work-dir /tmp/d --quick            # a few iterations per stage
-    python tools/demo.py --update-readme                      # tables, pictures -> README
+    python tools/demo.py --update-readme                      # ... and into the README
 """
 import argparse
 import json
@@ -66,6 +69,9 @@ class Stage:
         data: ``'fmnist'`` (Fashion-MNIST) or ``'shapes'`` (the built-in shapes world).
         pictures: What ``tools/test.py --show-dir`` should draw (``'det'``/``'seg'``).
         options: Extra ``--cfg-options`` for training.
+        bf16: Train with ``tools/train.py --amp`` (bf16 autocast) on a CPU with bf16
+            instructions: measured faster there with the same results (README, "The
+            demo"). False for Mask R-CNN: mmcv's CPU RoIAlign has no bf16 kernel.
     """
     name: str
     title: str
@@ -75,6 +81,7 @@ class Stage:
     data: str = 'fmnist'
     pictures: Optional[str] = None
     options: List[str] = field(default_factory=list)
+    bf16: bool = True
 
 
 FT_10PCT = 'hivit-demo-p16_1xb128-coslr-6e_fashion-mnist-10pct-64px.py'
@@ -92,15 +99,17 @@ STAGES = (
     Stage('det', 'Mask R-CNN on shapes from the MAE checkpoint',
           'mask-rcnn_hivit-demo-p16_fpn-4e_shapes.py', 'mae',
           {'coco/bbox_mAP': 'bbox mAP', 'coco/bbox_mAP_50': 'bbox mAP@50',
-           'coco/segm_mAP': 'segm mAP'}, data='shapes', pictures='det'),
+           'coco/segm_mAP': 'segm mAP'}, data='shapes', pictures='det', bf16=False),
     Stage('seg', 'UperNet on shapes from the MAE checkpoint',
           'upernet_hivit-demo-p16_1xb8-800i_shapes-128x128.py', 'mae',
           {'mIoU': 'mIoU (%)', 'aAcc': 'pixel acc. (%)'}, data='shapes', pictures='seg'),
 )
 
 # the shapes world: detection and segmentation sets (the classification set, which
-# classification now takes from Fashion-MNIST, is made only token-sized)
-SHAPES = dict(num_cls_train=8, num_cls_val=4)
+# classification now takes from Fashion-MNIST, is made only token-sized); 300 detection
+# training images instead of the default 600 keep Mask R-CNN, the one fp32 stage and
+# the slowest a step, within the demo's time (README, "The demo")
+SHAPES = dict(num_cls_train=8, num_cls_val=4, num_det_train=300)
 # --quick: a handful of iterations per stage on subsets (for the test)
 QUICK_SHAPES = dict(SHAPES, num_det_train=8, num_det_val=4, num_seg_train=8,
                     num_seg_val=4)
@@ -147,8 +156,15 @@ def parse_args() -> argparse.Namespace:
                         help='run (and report) only these stages and the ones they start '
                         'from, e.g. the Fashion-MNIST part: --stages ft_mae ft_scratch '
                         'linear ft_full (default: all)')
+    parser.add_argument('--fp32', action='store_true',
+                        help='full precision everywhere (default: bf16 autocast for the '
+                        'stages marked bf16 when the CPU has bf16 instructions)')
     parser.add_argument('--update-readme', action='store_true',
-                        help='copy the tables and pictures into README.md / docs/demo')
+                        help='copy the tables and pictures into the README (between its '
+                        'demo markers) and the docs/demo/ folder beside it')
+    parser.add_argument('--readme', default=osp.join(ROOT, 'README.md'),
+                        help='the README --update-readme writes (default: the '
+                        "repository's)")
     return parser.parse_args()
 
 
@@ -162,6 +178,17 @@ def selected_stages(names: Optional[List[str]]) -> List[Stage]:
             name = by_name[name].init_from
             wanted.add(name)
     return [s for s in STAGES if s.name in wanted]
+
+
+def use_bf16(stage: Stage, args: argparse.Namespace) -> bool:
+    """Whether ``stage`` trains in bf16: marked so, no ``--fp32``, and a CPU run on a CPU
+    with bf16 instructions (on a GPU ``--amp`` would mean fp16, which was not measured
+    for the demo)."""
+    import torch
+
+    from hivit_mm.engine.amp import cpu_supports_bf16
+    return (stage.bf16 and not args.fp32 and not torch.cuda.is_available()
+            and cpu_supports_bf16())
 
 
 # -- running tools -------------------------------------------------------------------
@@ -231,13 +258,14 @@ def run_stage(stage: Stage, args: argparse.Namespace, roots: Dict[str, str],
     if stage.init_from:
         options.append('model.backbone.init_cfg.checkpoint=' +
                        results[stage.init_from]['checkpoint'])
+    bf16 = use_bf16(stage, args)
     start = time.time()
     # tools/test.py evaluates next, so training skips its own (identical) validation
     run([sys.executable, 'tools/train.py', config, '--work-dir', stage_dir,
-         '--no-validate', '--cfg-options', *options], log)
+         '--no-validate', *(['--amp'] if bf16 else []), '--cfg-options', *options], log)
     train_seconds = time.time() - start
-    result = dict(stage=stage.name, title=stage.title,
-                  checkpoint=last_checkpoint(stage_dir))
+    result = dict(stage=stage.name, title=stage.title, precision='bf16' if bf16 else
+                  'fp32', checkpoint=last_checkpoint(stage_dir))
     losses = [(r['step'], r['loss']) for r in read_scalars(stage_dir) if 'loss' in r]
     result['loss_curve'] = losses
     if stage.name == 'mae':
@@ -453,14 +481,29 @@ def plot_losses(results: Dict[str, dict], out: str) -> str:
 
 
 # -- report ----------------------------------------------------------------------------
-def table(results: Dict[str, dict]) -> List[Tuple[str, str, str, str]]:
+def table(results: Dict[str, dict]) -> List[Tuple[str, ...]]:
     rows = []
     for res in results.values():
         for i, (name, value) in enumerate(res['metrics'].items()):
-            rows.append((res['stage'] if i == 0 else '', name, f'{value:.3f}'
+            first = i == 0
+            rows.append((res['stage'] if first else '', name, f'{value:.3f}'
                          if abs(value) < 10 else f'{value:.2f}',
-                         f'{res["seconds"]:.0f} s' if i == 0 else ''))
+                         res.get('precision', 'fp32') if first else '',
+                         f'{res["seconds"]:.0f} s' if first else ''))
     return rows
+
+
+def machine() -> str:
+    """The CPU cores, their bf16 support and the load average, for the report."""
+    import torch
+
+    from hivit_mm.engine.amp import cpu_supports_bf16
+    load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
+    bf16 = ('has bf16 instructions: the stages marked bf16 train under bf16 autocast '
+            '(`tools/train.py --amp`)' if cpu_supports_bf16() else
+            'has no bf16 instructions: every stage trains in fp32')
+    return (f'{os.cpu_count()} CPU cores, {torch.get_num_threads()} threads a process; '
+            f'the CPU {bf16}; load average (1, 5, 15 min) at the end: {load}')
 
 
 def comparison(results: Dict[str, dict]) -> Tuple[List[str], List[str]]:
@@ -509,14 +552,14 @@ def write_report(args: argparse.Namespace, results: Dict[str, dict],
                   'all 60,000 training labels; "README": the dataset\'s benchmark '
                   'table):',
                   '', *fmnist, '', *notes, '']
-    lines += ['Every stage:', '', '| stage | metric | value | wall time |',
-              '|---|---|---|---|']
+    lines += ['Every stage:', '', '| stage | metric | value | precision | wall time |',
+              '|---|---|---|---|---|']
     lines += [f'| {" | ".join(r)} |' for r in table(results)]
     missing = [s.name for s in STAGES if s.name not in results]
     if missing:
         lines.append(f'\nNot in this run (`--stages`): {", ".join(missing)}.')
     lines.append(f'\nTotal wall time: {total / 60:.1f} min (stages and pictures; after '
-                 'set-up).')
+                 f'set-up). Machine: {machine()}.')
     md = '\n'.join(lines) + '\n'
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(md)
@@ -529,8 +572,14 @@ def write_report(args: argparse.Namespace, results: Dict[str, dict],
     return md
 
 
-def update_readme(md: str, pictures: Dict[str, str]) -> None:
-    doc_dir = osp.join(ROOT, 'docs', 'demo')
+def update_readme(md: str, pictures: Dict[str, str], readme: str) -> None:
+    """Replace the text between the README's demo markers with ``md`` and the pictures,
+    copied to ``docs/demo/`` beside the README.
+
+    Raises:
+        RuntimeError: The README lacks one of the markers.
+    """
+    doc_dir = osp.join(osp.dirname(osp.abspath(readme)), 'docs', 'demo')
     os.makedirs(doc_dir, exist_ok=True)
     block = [README_BEGIN, '', md]
     for title, path in pictures.items():
@@ -538,7 +587,6 @@ def update_readme(md: str, pictures: Dict[str, str]) -> None:
         shutil.copyfile(path, osp.join(doc_dir, name))
         block += [f'**{title}**', '', f'![{title}](docs/demo/{name})', '']
     block.append(README_END)
-    readme = osp.join(ROOT, 'README.md')
     with open(readme) as f:
         text = f.read()
     if README_BEGIN not in text or README_END not in text:
@@ -588,8 +636,8 @@ def main() -> None:
     print('\n' + md)
     print(f'[demo] results and pictures in {args.work_dir}')
     if args.update_readme:
-        update_readme(md, pictures)
-        print('[demo] README.md and docs/demo/ updated')
+        update_readme(md, pictures, args.readme)
+        print(f'[demo] {args.readme} and the docs/demo/ beside it updated')
 
 
 if __name__ == '__main__':
