@@ -51,9 +51,10 @@ def test_quick_demo_chain_writes_every_artifact(tmp_path):
         assert set(stage['metrics']) == expected[name], name
         assert all(math.isfinite(v) for v in stage['metrics'].values()), name
         assert Path(stage['checkpoint']).is_file(), name
-    # the chain hands checkpoints on: everything starts from MAE except the scratch run
+    # the chain hands checkpoints on: from MAE, except the scratch run and UperNet (from
+    # the 10%-labels classifier)
     for stage, source in (('ft_mae', 'mae'), ('linear', 'mae'), ('ft_full', 'mae'),
-                          ('det', 'mae'), ('seg', 'mae')):
+                          ('det', 'mae'), ('seg', 'ft_mae')):
         log = (tmp_path / stage / 'demo.log').read_text()
         assert f'model.backbone.init_cfg.checkpoint={stages[source]["checkpoint"]}' in log
     scratch_log = (tmp_path / 'ft_scratch' / 'demo.log').read_text()
@@ -130,7 +131,7 @@ def test_selected_stages_add_the_stages_they_start_from():
     assert [s.name for s in selected_stages(None)] == [s.name for s in STAGES]
     assert [s.name for s in selected_stages(['ft_full'])] == ['mae', 'ft_full']
     assert [s.name for s in selected_stages(['seg', 'ft_scratch'])] == [
-        'mae', 'ft_scratch', 'seg']
+        'mae', 'ft_mae', 'ft_scratch', 'seg']
 
 
 def _train_losses(work_dir: Path, *options: str) -> list:
