@@ -1,7 +1,7 @@
 # hivit_mm: the two commands a newcomer needs (README.md, "Quick start").
 #
 #   make test   create or reuse .venv (pinned stack, see requirements/), then run the test suite
-#   make demo   create or reuse .venv, then run the demo on the built-in shapes data
+#   make demo   create or reuse .venv, then run the demo (Fashion-MNIST and the shapes world)
 #   make lint   create or reuse .venv, then flake8 and isort (setup.cfg); CI runs it first
 #
 # Both work on a fresh machine: tools/misc/setup_env.sh installs everything it needs and

@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import os
 import os.path as osp
+import runpy
 import socket
 import subprocess
 import sys
@@ -31,7 +32,8 @@ from hivit_mm.models import HiViT
 REPO = Path(__file__).resolve().parents[1]
 
 #: Tiny HiViT: 32 wide, depths (1, 1, 2) (2 + 2 stem MLP blocks, 2 main blocks), 2 heads.
-HIVIT_TINY = dict(embed_dims=32, depths=(1, 1, 2), num_heads=2)
+#: Read from the end-to-end test configs' base, so the arch is written once.
+HIVIT_TINY = runpy.run_path(str(REPO / 'tests/data/_base_/tiny-hivit.py'))['tiny_arch']
 #: Tiny Swin/GreenSwin: 32 wide, four stages of two blocks; its 32-px units at 128 px
 #: give stage sides 32, 16, 8, 4.
 SWIN_TINY = dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
