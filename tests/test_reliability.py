@@ -12,9 +12,9 @@ whole runs are subprocesses, marked ``e2e``. Faults come from
 import json
 import os
 import os.path as osp
+import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,11 +24,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, Iterator, List
 
+import numpy as np
 import pytest
 import torch
+from mmengine.runner import Runner
 
-from conftest import load_tool
+from conftest import free_port, load_tool
 from hivit_mm.datasets import make_classification
+from hivit_mm.engine.loops import seed_workers_for_epoch
 from hivit_mm.utils.checkpoint import (TEMP_FILE_PATTERN, CheckpointLoadError,
                                        CheckpointMismatchError, is_readable_checkpoint,
                                        load_checkpoint_file, save_checkpoint_atomic)
@@ -160,12 +163,6 @@ def test_nan_batches_skipped_when_asked(tmp_path: Path, shapes: Path) -> None:
     assert after['message_hub']['runtime_info']['non_finite_skipped'] == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize('action', ['raise', 'skip'])
 def test_nan_on_one_rank_stops_or_skips_on_every_rank(action: str, tmp_path: Path,
@@ -179,7 +176,7 @@ def test_nan_on_one_rank_stops_or_skips_on_every_rank(action: str, tmp_path: Pat
                  'train_dataloader.dataset.pipeline.1.after=4',
                  'train_dataloader.dataset.pipeline.1.count=4',
                  'train_dataloader.dataset.pipeline.1.rank=1',
-                 f'reliability.non_finite={action}'], PORT=str(_free_port()))
+                 f'reliability.non_finite={action}'], PORT=str(free_port()))
     assert time.monotonic() - start < 120  # no rank waits for the configured timeout
     out = proc.stdout
     assert 'timed out' not in out.lower(), out[-4000:]
@@ -478,7 +475,7 @@ def test_hung_rank_stops_the_job_after_the_configured_timeout(
     proc = _run(['bash', str(TOOLS / 'dist_train.sh'), str(CLS), '2', '--work-dir',
                  str(tmp_path), '--cfg-options', *_data(shapes),
                  'env_cfg.dist_cfg.timeout=5', 'custom_hooks.0.where=hang',
-                 'custom_hooks.0.iter=2'], PORT=str(_free_port()))
+                 'custom_hooks.0.iter=2'], PORT=str(free_port()))
     elapsed = time.monotonic() - start
     assert proc.returncode != 0
     assert elapsed < 120, elapsed  # torch's default would be 30 minutes
@@ -666,3 +663,35 @@ def test_position_tables_are_resized_from_the_grid_they_were_saved_for(
     with pytest.raises(ValueError, match=r'pos_embed \(64 tokens\)\. Their sizes'):
         no_rel.load_state_dict(OrderedDict(
             (k, v) for k, v in square.state_dict().items() if 'relative' not in k))
+
+
+class _RandomDraws(torch.utils.data.Dataset):
+    """Each item is what the worker's Python, NumPy and torch generators draw next."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor([random.random(), np.random.rand(), torch.rand(()).item()])
+
+
+def test_workers_restarted_each_epoch_draw_anew_and_repeat_on_resume() -> None:
+    """mmengine's worker seeding alone makes every epoch of non-persistent workers draw
+    what the first drew; seed_workers_for_epoch gives each epoch its own draws, the same
+    whenever that epoch's loader is started (as in a resumed run)."""
+    loader = Runner.build_dataloader(
+        dict(dataset=_RandomDraws(), batch_size=4, num_workers=2,
+             persistent_workers=False,
+             sampler=dict(type='DefaultSampler', shuffle=False)), seed=7)
+
+    def epoch(e: int, reseed: bool = True) -> torch.Tensor:
+        if reseed:
+            seed_workers_for_epoch(loader, e)
+        return torch.stack([item for batch in loader for item in batch])  # 8, 3
+
+    first, second = epoch(0), epoch(1)
+    assert not torch.equal(first, second)  # each epoch draws anew
+    assert torch.equal(epoch(1), second)  # a resumed epoch 1 draws the same
+    assert torch.equal(epoch(0), first)  # epoch 0 keeps mmengine's seeds
+    # without it, the workers restarted for epoch 1 repeat epoch 0 exactly
+    assert torch.equal(epoch(1, reseed=False), first)

@@ -12,7 +12,11 @@ the same losses and ends with the same weights as an uninterrupted one:
   from its first batch while counting on from the saved iteration);
 * validation runs with the generators' states preserved, so it draws nothing from
   the training streams (a resumed run does not repeat the validation that followed
-  its checkpoint).
+  its checkpoint);
+* workers that start afresh each epoch (``persistent_workers=False``) are seeded per
+  epoch (:func:`seed_workers_for_epoch`): mmengine's ``worker_init_fn`` seeds them from
+  ``randomness.seed``, rank and worker id alone, so every epoch would repeat the
+  random transforms of the first.
 
 Skipped batches are loaded and dropped (as mmengine's ``IterBasedTrainLoop`` does):
 mmengine seeds each data-loader worker from ``randomness.seed`` when it starts, so
@@ -23,14 +27,18 @@ unless ``reliability.exact_resume=False``.)
 :class:`~hivit_mm.engine.ReliableRunner` uses these loops in place of mmengine's.
 """
 import logging
+from functools import partial
 
+from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
+from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from hivit_mm.registry import LOOPS
 from hivit_mm.utils.rng import preserved_rng_state, set_rng_state
 
-__all__ = ['ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop']
+__all__ = ['ResumableEpochBasedTrainLoop', 'ResumableIterBasedTrainLoop',
+           'seed_workers_for_epoch']
 
 
 def _restore_rng(runner) -> None:
@@ -39,6 +47,33 @@ def _restore_rng(runner) -> None:
     if state is not None:
         set_rng_state(state)
         runner.resumed_rng_state = None
+
+
+def seed_workers_for_epoch(loader, epoch: int) -> None:
+    """Seed the workers a data loader starts for ``epoch`` apart from other epochs'.
+
+    mmengine's ``worker_init_fn`` (mmengine/dataset/utils.py) seeds worker ``w`` of rank
+    ``r`` with ``seed + r * num_workers + w`` each time it starts, so workers restarted
+    every epoch (``persistent_workers=False``) would draw the same crops and flips in
+    every epoch. This offsets the seed by ``epoch * world_size * num_workers``: every
+    (epoch, rank, worker) gets its own stream, epoch 0 keeps mmengine's, and a resumed
+    run draws the same as an uninterrupted one (the seed depends on the epoch only).
+    Loaders without workers, with persistent ones, or with another ``worker_init_fn``
+    are left as they are.
+
+    Args:
+        loader (torch.utils.data.DataLoader): The training loader.
+        epoch (int): The epoch its next iterator is for (0-based).
+    """
+    fn = loader.worker_init_fn
+    if (loader.num_workers == 0 or loader.persistent_workers
+            or not isinstance(fn, partial) or fn.func is not mmengine_worker_init_fn):
+        return
+    base = getattr(loader, '_epoch0_worker_seed', fn.keywords['seed'])
+    loader._epoch0_worker_seed = base
+    offset = epoch * get_world_size() * loader.num_workers
+    loader.worker_init_fn = partial(fn.func, *fn.args, **{**fn.keywords,
+                                                          'seed': base + offset})
 
 
 def _validate_if_due(loop, done: int, total: int) -> None:
@@ -103,6 +138,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
                       logger='current', level=logging.WARNING)
         if done <= 0:
             _restore_rng(self.runner)  # resumed at an epoch boundary
+        seed_workers_for_epoch(self.dataloader, self._epoch)
         batches = iter(self.dataloader)
         if done > 0:
             print_log(f'Advance dataloader {done} steps to skip data that has already '

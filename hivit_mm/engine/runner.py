@@ -23,9 +23,10 @@ mmseg all honour. Against mmengine 0.10.7's ``Runner`` it changes:
 * **persistent data-loader workers** of an epoch-based training loop
   (``persistent_workers=True``, ``num_workers > 0``) are turned off, with a logged
   message: their random streams run on across epochs, and a resumed run's workers could
-  not continue them (they would start afresh); restarted each epoch (mmengine seeds
-  them alike each time), the workers draw the same in a resumed run as in an
-  uninterrupted one. The cost is the workers' start-up once per epoch.
+  not continue them (they would start afresh); restarted each epoch and seeded from
+  the seed and the epoch (:func:`hivit_mm.engine.loops.seed_workers_for_epoch`), the
+  workers draw the same in a resumed run as in an uninterrupted one, and other
+  transforms in each epoch. The cost is the workers' start-up once per epoch.
   ``reliability.exact_resume=False`` keeps them (a resume then warns that its random
   transforms differ). Iteration-based loops keep their workers: the iterator of an
   ``InfiniteSampler`` never restarts.

@@ -9,7 +9,8 @@
 # transfers to the RGB detection and segmentation stages. Mean and std: the training
 # set's grey-level statistics. Data: `bash tools/misc/get_fashion_mnist.sh` (`make demo`
 # runs it) puts the four uncompressed IDX files into data/fashion_mnist/, read by
-# mmpretrain's FashionMNIST. Loaders: one worker, kept between epochs; tests in batches
+# mmpretrain's FashionMNIST. Loaders: one worker (ReliableRunner restarts a training
+# loader's workers each epoch, seeded per epoch, for an exact resume); tests in batches
 # of 500.
 fmnist_preprocessor = dict(mean=[72.94] * 3, std=[90.02] * 3, to_rgb=False)
 fmnist_loader = dict(num_workers=1, persistent_workers=True)

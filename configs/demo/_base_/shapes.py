@@ -3,7 +3,8 @@
 # config takes with ``_base_.shapes_*``: 4 classes of filled shapes on textured
 # backgrounds; a classification set of 64-px images (cls/), a COCO-style instance set
 # (coco/) and an ADE20K-style semantic set with a background class (ade/) of 128-px
-# images. The loaders' common settings: 2 workers kept between epochs.
+# images. The loaders' common settings: 2 workers (ReliableRunner restarts a training
+# loader's workers each epoch, seeded per epoch, for an exact resume).
 shapes_classes = ('circle', 'square', 'star', 'triangle')  # datasets.SHAPE_CLASSES
 shapes_loader = dict(num_workers=2, persistent_workers=True)
 shapes_cls_set = dict(type='CustomDataset', data_root='data/shapes/cls/', data_prefix='')
